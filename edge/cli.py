@@ -1,0 +1,273 @@
+"""The ``facegate`` command: enroll, verify, identify, evaluate, benchmark, run.
+
+Exit codes: 0 accept / match / success, 1 reject / not in database, 2 error.
+Bad input gets one line on stderr, never a traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import FacegateError
+
+log = logging.getLogger("facegate")
+
+EXIT_OK, EXIT_REJECT, EXIT_ERROR = 0, 1, 2
+
+
+def default_gallery() -> Path:
+    env = os.environ.get("FACEGATE_GALLERY")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "facegate" / "gallery.db"
+
+
+def _emit(args: argparse.Namespace, obj: dict, text: str) -> None:
+    print(json.dumps(obj) if args.json else text, flush=True)
+
+
+def _pipeline(args: argparse.Namespace):
+    from .pipeline import build_pipeline
+
+    return build_pipeline(args.embedder, threads=args.threads, min_face_size=args.min_face)
+
+
+def _gallery(args: argparse.Namespace, readonly: bool = False):
+    from .gallery import Gallery
+
+    return Gallery(args.gallery, readonly=readonly)
+
+
+def _match_obj(j) -> dict:
+    m = j.match
+    return {
+        "accepted": m.accepted,
+        "name": m.name,
+        "best_name": m.best_name,
+        "distance": None if m.distance == float("inf") else round(m.distance, 4),
+        "threshold": round(m.threshold, 4),
+        "runner_up": m.runner_up,
+        "margin": None if m.margin is None else round(m.margin, 4),
+        "model_id": m.model_id,
+        "faces_seen": j.faces_seen,
+    }
+
+
+# --- commands -----------------------------------------------------------------------
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from .recognition import enroll
+
+    pipeline = _pipeline(args)
+    with _gallery(args) as gallery:
+        rep = enroll(pipeline, gallery, args.name, args.images)
+    _emit(args, {"name": rep.name, "added": rep.added, "templates": rep.total_templates,
+                 "model_id": pipeline.model_id},
+          f"enrolled {rep.name}: {rep.added} template(s) added, {rep.total_templates} in all ({pipeline.model_id})")
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with _gallery(args) as gallery:
+        n = gallery.remove(args.name)
+    _emit(args, {"name": args.name, "removed_templates": n}, f"removed {args.name} ({n} template(s))")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if not Path(args.gallery).exists():
+        _emit(args, {"people": []}, f"no gallery at {args.gallery} (enroll someone first)")
+        return EXIT_OK
+    with _gallery(args, readonly=True) as gallery:
+        people = gallery.people()
+    if args.json:
+        print(json.dumps({"people": [{"name": p.name, "templates": p.templates, "model_ids": sorted(p.model_ids)}
+                                     for p in people]}))
+    else:
+        for p in people:
+            print(f"{p.name}\t{p.templates} template(s)\t{', '.join(sorted(p.model_ids))}")
+        if not people:
+            print("the gallery is empty")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .recognition import verify
+
+    pipeline = _pipeline(args)
+    with _gallery(args, readonly=True) as gallery:
+        j = verify(pipeline, gallery, args.name, args.image, args.threshold)
+    m = j.match
+    text = (f"{'ACCEPT' if m.accepted else 'REJECT'} {args.name}: distance {m.distance:.3f} "
+            f"(threshold {m.threshold:.3f}); {j.faces_seen} face(s) seen, judged the largest")
+    _emit(args, _match_obj(j), text)
+    return EXIT_OK if m.accepted else EXIT_REJECT
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from .recognition import identify
+
+    pipeline = _pipeline(args)
+    with _gallery(args, readonly=True) as gallery:
+        j = identify(pipeline, gallery, args.image, args.threshold)
+    m = j.match
+    margin = "" if m.margin is None else f", runner-up {m.runner_up} {m.margin:+.3f} farther"
+    if m.accepted:
+        text = f"{m.name}: distance {m.distance:.3f} (threshold {m.threshold:.3f}{margin})"
+    else:
+        near = "" if m.best_name is None else f"; nearest {m.best_name} at {m.distance:.3f}"
+        text = f"not in database (threshold {m.threshold:.3f}{near})"
+    text += f"; {j.faces_seen} face(s) seen, judged the largest"
+    _emit(args, _match_obj(j), text)
+    return EXIT_OK if m.accepted else EXIT_REJECT
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """One JSON line per image, many images per process: for scripts."""
+    from .imageio import load_image
+
+    pipeline = _pipeline(args)
+    failed = 0
+    for path in args.images:
+        row: dict = {"path": path, "model_id": pipeline.model_id}
+        try:
+            face, seen = pipeline.embed_one(load_image(path), single=args.single, gated=not args.no_gate)
+            assert face.embedding is not None
+            row.update(faces_seen=seen, box=[round(v, 1) for v in face.detection.box],
+                       embedding=[round(float(v), 6) for v in face.embedding.vector])
+        except FacegateError as exc:
+            failed += 1
+            row["error"] = str(exc)
+            row["error_type"] = type(exc).__name__
+        print(json.dumps(row), flush=True)
+    return EXIT_OK if not failed else EXIT_ERROR
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_lfw
+
+    try:
+        report = evaluate_lfw(args.embedder, root=args.data, workers=args.workers, min_face=args.min_face,
+                              official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress)
+    except FileNotFoundError as exc:
+        raise FacegateError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report))
+    else:
+        r = report
+        print(f"{r['model_id']} on {r['protocol']} ({r['pairs']} pairs, {r['impostor_pairs']:,} impostor pairs)")
+        print(f"  accuracy        {100 * r['accuracy_mean']:.2f} +- {100 * r['accuracy_std']:.2f} %")
+        print(f"  ROC AUC         {r['auc']:.4f}   EER {100 * r['eer']:.2f} %")
+        print(f"  TAR @ FAR 1e-3  {r['tar_at_far_1e-3']:.3f}  (threshold {r['threshold_far_1e-3']:.3f})")
+        print(f"  TAR @ FAR 1e-4  {r['tar_at_far_1e-4']:.3f}  (threshold {r['threshold_far_1e-4']:.3f})")
+        print(f"  failures to acquire {r['failures_to_acquire']} of {r['images']} images")
+        if "official_10fold_accuracy_mean" in r:
+            print(f"  official 10-fold accuracy {100 * r['official_10fold_accuracy_mean']:.2f} "
+                  f"+- {100 * r['official_10fold_accuracy_std']:.2f} %")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    for row in run_bench(args.embedder_list, threads=args.thread_list, repeats=args.repeats, data=args.data):
+        print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return EXIT_OK
+
+
+# --- parser --------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True) -> None:
+    from .embed import DEFAULT_EMBEDDER
+
+    if gallery:
+        p.add_argument("--gallery", type=Path, default=default_gallery(), help="gallery database (default: %(default)s)")
+    if model:
+        p.add_argument("--embedder", default=os.environ.get("FACEGATE_EMBEDDER", DEFAULT_EMBEDDER),
+                       help="facenet, dlib, or a model bundle folder (default: %(default)s)")
+        p.add_argument("--threads", type=int, default=1, help="inference threads (default: 1)")
+        p.add_argument("--min-face", type=int, default=40, help="smallest face to detect, in pixels (default: 40)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facegate", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, **kw) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=fn)
+        _common(p, **kw)
+        return p
+
+    p = add("enroll", cmd_enroll, "enroll a person from one or more images (one face each)")
+    p.add_argument("name")
+    p.add_argument("images", nargs="+")
+    p = add("remove", cmd_remove, "remove a person and all their templates", model=False)
+    p.add_argument("name")
+    add("list", cmd_list, "list enrolled people", model=False)
+    for name, fn, help in (("verify", cmd_verify, "1:1: is the face in IMAGE the enrolled NAME?"),
+                           ("identify", cmd_identify, "1:K: who in the gallery is the face in IMAGE?")):
+        p = add(name, fn, help)
+        if name == "verify":
+            p.add_argument("name")
+        p.add_argument("image")
+        p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the model's)")
+    p = add("embed", cmd_embed, "print one JSON line per image with its embedding", gallery=False)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--single", action="store_true", help="refuse images with several faces")
+    p.add_argument("--no-gate", action="store_true", help="embed faces that fail the quality gate too")
+    p.set_defaults(json=True)
+
+    p = add("eval", cmd_eval, "evaluate an embedder on a benchmark through the full pipeline", gallery=False)
+    p.add_argument("benchmark", choices=["lfw"])
+    p.add_argument("--data", type=Path, default=None, help="LFW folder (default: ../shared/data/lfw)")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="processes (default: all cores)")
+    p.add_argument("--official", action="store_true", help="also the official 10-fold accuracy")
+    p.add_argument("--progress", action="store_true", help="progress bar even with --json")
+
+    p = add("bench", cmd_bench, "per-stage latency and memory of each embedder", gallery=False, model=False)
+    p.add_argument("--embedders", dest="embedder_list", default="facenet,dlib",
+                   type=lambda s: [x for x in s.split(",") if x], help="comma-separated (default: %(default)s)")
+    p.add_argument("--threads", dest="thread_list", default="1,2", type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--data", type=Path, default=None, help="LFW folder for real frames")
+    _register_more(sub, add)
+    return parser
+
+
+def _register_more(sub, add) -> None:
+    """Commands of the daemon side, added where they exist."""
+    try:
+        from . import daemon_cli  # noqa: F401
+    except ImportError:
+        return
+    daemon_cli.register(sub, add)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except FacegateError as exc:
+        if args.debug:
+            raise
+        print(f"facegate {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Embedders behind one protocol, built by name or from a bundle folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelError
+from .base import Embedder, EmbedderBase, Thresholds
+
+#: Pretrained references, by name; our own networks come as bundle folders.
+REFERENCE_EMBEDDERS = ("facenet", "dlib")
+DEFAULT_EMBEDDER = "facenet"
+
+__all__ = ["Embedder", "EmbedderBase", "Thresholds", "create_embedder", "REFERENCE_EMBEDDERS", "DEFAULT_EMBEDDER"]
+
+
+def _shipped_bundle(name: str) -> Path | None:
+    from facegate.models import bundles_dir
+
+    folder = bundles_dir() / name
+    return folder if (folder / "manifest.json").is_file() else None
+
+
+def create_embedder(name: str = DEFAULT_EMBEDDER, threads: int = 1) -> Embedder:
+    """Build an embedder: "facenet", "dlib", a shipped bundle's name, or a bundle folder."""
+    if name == "facenet":
+        from .facenet import FaceNetEmbedder
+
+        return FaceNetEmbedder(threads=threads)
+    if name == "dlib":
+        from .dlib import DlibEmbedder
+
+        return DlibEmbedder(threads=threads)
+    folder = Path(name)
+    if not (folder / "manifest.json").is_file():
+        folder = _shipped_bundle(name) or folder
+    if (folder / "manifest.json").is_file():
+        import json
+
+        fmt = json.loads((folder / "manifest.json").read_text()).get("format")
+        if fmt == "tflite":
+            from .tflite import TfliteEmbedder  # type: ignore[import-not-found]
+
+            return TfliteEmbedder(folder, threads=threads)
+        from .onnx import OnnxEmbedder
+
+        return OnnxEmbedder(folder, threads=threads)
+    raise ModelError(f"unknown embedder {name!r}: use facenet, dlib, or a model bundle folder")

@@ -1,0 +1,79 @@
+"""Our own networks, from a model bundle, run by onnxruntime."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..align import warp_face
+from ..errors import BundleError, ModelError
+from ..types import Detection
+from .base import EmbedderBase
+from .bundle import InputSpec, Manifest, load_bundle
+
+log = logging.getLogger(__name__)
+
+
+def to_tensor(crops: Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:
+    """Stack aligned BGR uint8 crops into the tensor a bundle's manifest asks for."""
+    import cv2
+
+    batch = np.stack(crops)
+    if spec.colour == "rgb":
+        batch = batch[..., ::-1]
+    elif spec.colour == "grey":
+        batch = np.stack([cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) for c in crops])[..., None]
+    if spec.dtype == "uint8":
+        x = np.ascontiguousarray(batch, dtype=np.uint8)
+    else:
+        mean = np.asarray(spec.mean, dtype=np.float32)
+        std = np.asarray(spec.std, dtype=np.float32)
+        x = (batch.astype(np.float32) - mean) / std
+    if spec.layout == "nchw":
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x)
+
+
+class OnnxEmbedder(EmbedderBase):
+    """Embeds aligned crops with an ONNX model bundle (fp32 or INT8)."""
+
+    def __init__(self, bundle: str | Path, threads: int = 1, verify: bool = True) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            from ..errors import BackendUnavailable
+
+            raise BackendUnavailable("onnxruntime is missing: pip install onnxruntime") from exc
+        manifest, model = load_bundle(bundle, verify=verify)
+        if manifest.format != "onnx":
+            raise BundleError(f"{bundle}: a {manifest.format} bundle, not onnx")
+        self.manifest: Manifest = manifest
+        self.name = manifest.name
+        self.model_id = manifest.model_id
+        self.dim = manifest.embedding_dim
+        self.thresholds = manifest.thresholds
+        self.crop_size = manifest.input.size
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            self._session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{model}: onnxruntime cannot load it ({exc})") from None
+        self._input = self._session.get_inputs()[0].name
+        log.info("loaded %s (%d threads)", self.model_id, threads)
+
+    def prepare(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        return warp_face(image, detection.landmarks, self.crop_size)
+
+    def _forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        if self._session is None:
+            raise ModelError(f"{self.model_id}: embedder is closed")
+        return self._session.run(None, {self._input: to_tensor(inputs, self.manifest.input)})[0]
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,258 @@
+"""When a stream of per-frame matches becomes an unlock: the door's rules.
+
+Pure logic with an injected clock and no I/O, so every rule is unit-tested
+with synthetic matches. One :meth:`DecisionPolicy.observe` call per frame, for
+the frame's largest face, returns a :class:`~facegate.edge.types.Decision`.
+
+The rules (``k``, ``n`` etc. are :class:`PolicyConfig` fields):
+
+Frames
+    * no face (``face_count == 0``) -> ``idle``; not judged.
+    * a face whose ``quality`` is not ok, a face with no match (``match is
+      None``), or a face within ``min_interval_seconds`` of the previous
+      judged frame -> ``skip``; not judged.
+    * any other face frame is *judged*. It is accepted for person P when
+      ``match.name == P`` and ``match.distance <= match.threshold``;
+      otherwise it is rejected. Judged frames go into the evidence window: the
+      last ``n`` judged frames not older than ``window_seconds``. A change of
+      ``model_id`` empties the window.
+
+Grant (all must hold)
+    * not locked out;
+    * the CURRENT frame is accepted for P (the face now in front of the door
+      is the one that matched);
+    * at least ``k`` frames of the window are accepted for P;
+    * no frame of the window is accepted for anyone other than P;
+    * P is not cooling down (below). Otherwise the outcome is ``cooldown``.
+
+Deny / pending
+    * if the grant rule fails and the window is full (``n`` frames) or holds
+      more than ``n - k`` rejected frames (``k`` is out of reach) -> ``deny``;
+    * otherwise -> ``pending`` (not enough evidence yet).
+
+Cooldown (one unlock per visit)
+    After P is granted, every judged frame accepted for P (whatever its
+    outcome) refreshes P's "last seen" time. P can be granted again only once
+    ``now - last_seen >= cooldown_seconds``: P must have produced no accepted
+    frame for ``cooldown_seconds``. Other people are not affected.
+
+Visits, denied attempts and lockout
+    * A visit is a run of face frames (idle frames excluded) with gaps shorter
+      than ``window_seconds``. A visit longer than ``attempt_seconds`` is cut
+      into slices of ``attempt_seconds``, each counted as its own visit, so a
+      continuous stream of faces is still rate-limited.
+    * A visit (or slice) is a *denied attempt* when it produced at least one
+      ``deny`` and neither a ``grant`` nor a ``cooldown``. It is counted when
+      it ends: at ``last face + window_seconds`` or at ``start +
+      attempt_seconds``. A stranger standing in front of the camera for T
+      seconds therefore counts as ``ceil(T / attempt_seconds)`` attempts
+      (10 s -> 1 with the defaults), never one per frame.
+    * When ``max_denied`` attempts fall within ``lockout_window_seconds``, the
+      door is locked out for ``lockout_seconds``: every face frame returns
+      ``lockout`` and nothing is judged or granted; the evidence window and the
+      attempt count are cleared. The frame that completes the count returns
+      ``lockout`` (idle frames stay ``idle``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from .errors import ConfigError
+from .types import Decision, Match, Quality
+
+__all__ = ["PolicyConfig", "DecisionPolicy"]
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Tunables of :class:`DecisionPolicy`; see the module docstring for the rules."""
+
+    k: int = 2  # accepted frames needed for the same person...
+    n: int = 3  # ...among the last n judged frames
+    window_seconds: float = 2.0  # judged frames older than this are forgotten
+    cooldown_seconds: float = 5.0  # absence needed before the same person is granted again
+    max_denied: int = 5  # denied attempts (visits) within lockout_window_seconds...
+    lockout_window_seconds: float = 60.0
+    lockout_seconds: float = 60.0  # ...lock everyone out this long
+    attempt_seconds: float = 10.0  # a continuous visit counts as one attempt per slice this long
+    min_interval_seconds: float = 0.0  # rate limit between judged frames; 0 = judge every frame
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"policy.{f.name} must be a finite number, got {value!r}")
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"policy.k must be an integer >= 1, got {self.k!r}")
+        if not isinstance(self.n, int) or self.n < self.k:
+            raise ConfigError(f"policy.n must be an integer >= policy.k ({self.k}), got {self.n!r}")
+        if not isinstance(self.max_denied, int) or self.max_denied < 1:
+            raise ConfigError(f"policy.max_denied must be an integer >= 1, got {self.max_denied!r}")
+        for name in ("window_seconds", "lockout_window_seconds", "lockout_seconds", "attempt_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"policy.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("cooldown_seconds", "min_interval_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"policy.{name} must be >= 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class _Judged:
+    t: float
+    name: str | None  # None = rejected
+    model_id: str
+
+
+class DecisionPolicy:
+    """Turns per-frame matches into grant/deny decisions (see module rules).
+
+    ``clock`` (monotonic seconds) drives every rule; ``wallclock`` only stamps
+    :attr:`Decision.timestamp`. Not thread-safe: call from the frame loop.
+    """
+
+    def __init__(
+        self,
+        config: PolicyConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or PolicyConfig()
+        self._clock = clock
+        self._wallclock = wallclock
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all evidence, cooldowns, attempts and any lockout."""
+        self._window: deque[_Judged] = deque()
+        self._last_judged: float | None = None
+        self._cooldown: dict[str, float] = {}  # name -> last accepted frame since its grant
+        self._attempts: deque[float] = deque()  # times denied attempts were counted
+        self._lockout_until: float | None = None
+        # current visit
+        self._visit_start: float | None = None
+        self._visit_last_face: float | None = None
+        self._visit_denied = False
+        self._visit_recognised = False
+
+    # -- queries ---------------------------------------------------------------
+    def lockout_remaining(self, now: float | None = None) -> float:
+        """Seconds of lockout left (0.0 when not locked out)."""
+        now = self._clock() if now is None else now
+        if self._lockout_until is None:
+            return 0.0
+        return max(0.0, self._lockout_until - now)
+
+    @property
+    def denied_attempts(self) -> int:
+        """Denied attempts currently counted towards a lockout."""
+        return len(self._attempts)
+
+    # -- the per-frame entry point --------------------------------------------------
+    def observe(
+        self,
+        match: Match | None,
+        quality: Quality | None,
+        face_count: int,
+        now: float | None = None,
+    ) -> Decision:
+        """Judge one frame: ``match``/``quality`` are for its largest face.
+
+        ``match`` None with ``face_count == 0`` means no face. ``quality`` None
+        means no quality gate was applied to this face.
+        """
+        now = self._clock() if now is None else float(now)
+        if face_count < 0:
+            raise ValueError(f"face_count must be >= 0, got {face_count}")
+        if face_count == 0 and match is not None:
+            raise ValueError("a match was given for a frame with no face")
+        cfg = self.config
+
+        self._expire(now)
+        has_face = face_count > 0
+        if has_face:
+            self._track_visit(now)
+
+        if self._lockout_until is not None:
+            if now < self._lockout_until:
+                left = self._lockout_until - now
+                if not has_face:
+                    return self._decide("idle", reason=f"no face (locked out for {left:.1f} s more)")
+                return self._decide(
+                    "lockout", match=match, reason=f"locked out for {left:.1f} s more", lockout_remaining=left
+                )
+            self._lockout_until = None  # lockout over: start afresh
+
+        if not has_face:
+            return self._decide("idle", reason="no face")
+        if quality is not None and not quality.ok:
+            return self._decide("skip", match=match, reason="quality: " + ", ".join(quality.reasons))
+        if match is None:
+            return self._decide("skip", reason="face without a match")
+        if (
+            cfg.min_interval_seconds > 0
+            and self._last_judged is not None
+            and now - self._last_judged < cfg.min_interval_seconds
+        ):
+            return self._decide("skip", match=match, reason="rate limited")
+
+        return self._judge(match, now, face_count)
+
+    # -- internals ---------------------------------------------------------------
+    def _judge(self, match: Match, now: float, face_count: int) -> Decision:
+        cfg = self.config
+        self._last_judged = now
+        accepted = match.name is not None and match.distance <= match.threshold
+        name = match.name if accepted else None
+        if self._window and self._window[-1].model_id != match.model_id:
+            self._window.clear()  # never mix evidence from two models
+        self._window.append(_Judged(now, name, match.model_id))
+        while len(self._window) > cfg.n:
+            self._window.popleft()
+
+        if name is not None and name in self._cooldown:
+            self._cooldown[name] = now  # P is still here: absence restarts
+
+        names = [j.name for j in self._window]
+        used = len(names)
+        rejected = names.count(None)
+        others = sorted({x for x in names if x is not None and x != name})
+        extra = {"faces": face_count, "best_name": match.best_name}
+
+        if name is not None and not others and names.count(name) >= cfg.k:
+            support = f"{names.count(name)} of last {used} frames matched {name}"
+            last_grant_seen = self._cooldown.get(name)
+            if last_grant_seen is not None and last_grant_seen != now:
+                pass  # unreachable: refreshed above
+            if name in self._cooldown and self._granted_recently(name):
+                self._visit_recognised = True
+                return self._decide(
+                    "cooldown", match=match, name=name, frames_used=used,
+                    reason=f"{support}; already granted, absent < {cfg.cooldown_seconds:g} s", **extra,
+                )
+            self._cooldown[name] = now
+            self._grant_started[name] = now
+            self._visit_recognised = True
+            return self._decide("grant", match=match, name=name, frames_used=used, reason=support, **extra)
+
+        if used >= cfg.n or rejected > cfg.n - cfg.k:
+            self._visit_denied = True
+            if others and name is not None:
+                why = f"conflicting identities in window: {', '.join([name, *others])}"
+            elif others:
+                why = f"conflicting identities in window: {', '.join(others)}"
+            else:
+                why = f"{rejected} of last {used} frames rejected"
+            if not accepted:
+                why += f" (nearest {match.best_name or '?'} at {match.distance:.3f} > {match.threshold:.3f})"
+            return self._decide("deny", match=match, frames_used=used, reason=why, **extra)
+
+        return self._decide(
+            "pending", match=match, name=name, frames_used=used,
+            reason=f"{names.count(name) if name else 0} of {cfg.k} needed, {used} of last {cfg.n} frames seen",
+            **extra,
+        )

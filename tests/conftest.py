@@ -1,0 +1,29 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def mock_factory() -> Iterator[Any]:
+    """A fresh gpiozero ``MockFactory`` installed as the default pin factory.
+
+    The previous default is restored and the mock pins are closed afterwards,
+    even when the test fails, so pin reservations never leak between tests.
+    """
+    pytest.importorskip("gpiozero")
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    saved = Device.pin_factory
+    Device.pin_factory = factory = MockFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()
+        factory.reset()
+        Device.pin_factory = saved
