@@ -29,7 +29,7 @@ import math
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,6 +51,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "NORM_TOLERANCE",
     "schema_version",
+    "EMBEDDING_COLUMNS",
     "encode_embedding",
     "decode_embedding",
     "match_matrix",
@@ -66,13 +67,18 @@ DEFAULT_TIMEOUT_S = 5.0
 
 
 # --- template storage format ----------------------------------------------------
-def encode_embedding(vector: np.ndarray) -> dict[str, Any]:
-    """Column values that store one template vector.
+#: The ``templates`` columns written by :func:`encode_embedding` and passed, in
+#: this order, to :func:`decode_embedding`. Encrypted templates will add their
+#: column (nonce, key id) here, in a migration, and in the two functions.
+EMBEDDING_COLUMNS: tuple[str, ...] = ("dim", "embedding")
 
-    The only place (with :func:`decode_embedding`) that knows the on-disk
-    format: float32 little-endian bytes plus the dimension. Returning a
-    column mapping lets a future format (encryption) add columns without
-    touching the SQL that inserts templates.
+
+def encode_embedding(vector: np.ndarray) -> dict[str, Any]:
+    """Column values (keys = :data:`EMBEDDING_COLUMNS`) that store one template vector.
+
+    With :func:`decode_embedding`, the only code that knows the on-disk
+    format: float32 little-endian bytes plus the dimension. Returning a column
+    mapping lets a later format add columns without touching the insert SQL.
     """
     v = np.ascontiguousarray(vector, dtype="<f4")
     if v.ndim != 1:
@@ -80,13 +86,12 @@ def encode_embedding(vector: np.ndarray) -> dict[str, Any]:
     return {"dim": int(v.shape[0]), "embedding": v.tobytes()}
 
 
-def decode_embedding(row: Mapping[str, Any]) -> np.ndarray:
-    """The float32 vector stored in one ``templates`` row (see :func:`encode_embedding`)."""
-    dim, blob = row["dim"], row["embedding"]
-    if not isinstance(blob, bytes) or not isinstance(dim, int) or dim <= 0 or len(blob) != 4 * dim:
-        size = len(blob) if isinstance(blob, bytes) else type(blob).__name__
-        raise GalleryError(f"template {row['id']}: stored embedding ({size} bytes) does not match dim={dim}")
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32, copy=False)
+def decode_embedding(dim: int, embedding: bytes) -> np.ndarray:
+    """The float32 vector stored in one row's :data:`EMBEDDING_COLUMNS`; ValueError if inconsistent."""
+    if not isinstance(embedding, bytes) or not isinstance(dim, int) or dim <= 0 or len(embedding) != 4 * dim:
+        size = len(embedding) if isinstance(embedding, bytes) else type(embedding).__name__
+        raise ValueError(f"stored embedding ({size} bytes) does not match dim={dim}")
+    return np.frombuffer(embedding, dtype="<f4")
 
 
 # --- schema -------------------------------------------------------------------------
@@ -461,9 +466,11 @@ class Gallery:
         dim = dims.pop()
 
         with self._write("enroll") as conn:
-            stored = [r[0] for r in conn.execute("SELECT DISTINCT model_id FROM templates ORDER BY model_id")]
-            foreign = [m for m in stored if m != model_id]
-            if foreign:
+            # Checked under the write lock, so two enrollers cannot mix models.
+            foreign = conn.execute(
+                "SELECT model_id FROM templates WHERE model_id != ? LIMIT 1", (model_id,)
+            ).fetchone()
+            if foreign is not None:
                 raise GalleryModelMismatch(
                     f"gallery holds templates of model {foreign[0]!r} but these embeddings come from "
                     f"model {model_id!r}; embeddings of different models cannot be compared. "
@@ -584,31 +591,39 @@ class Gallery:
                 self._data_version = version
             block = self._blocks.get(model_id)
             if block is None:
-                rows = conn.execute(
-                    """SELECT p.name AS person_name, t.* FROM templates t JOIN people p ON p.id = t.person_id
-                       WHERE t.model_id = ? ORDER BY t.person_id, t.id""",
+                cur = conn.cursor()
+                cur.row_factory = None  # plain tuples: this query may return 100,000 rows
+                rows = cur.execute(
+                    f"""SELECT t.id, t.person_id, p.name, {", ".join("t." + c for c in EMBEDDING_COLUMNS)}
+                        FROM templates t JOIN people p ON p.id = t.person_id
+                        WHERE t.model_id = ? ORDER BY t.person_id, t.id""",
                     (model_id,),
                 ).fetchall()
-                block = self._blocks[model_id] = self._build_block(rows)
+                block = self._blocks[model_id] = self._build_block(model_id, rows)
         return block
 
-    def _build_block(self, rows: list[sqlite3.Row]) -> _Block:
+    def _build_block(self, model_id: str, rows: list[tuple]) -> _Block:
         if not rows:
             empty = np.empty((0, 0), dtype=np.float32)
             empty.flags.writeable = False
             return _Block([], empty, [], np.empty(0, dtype=np.intp))
-        dim = rows[0]["dim"]
-        matrix = np.empty((len(rows), dim), dtype=np.float32)
+        matrix: np.ndarray | None = None
         person_ids = np.empty(len(rows), dtype=np.int64)
-        for i, r in enumerate(rows):
-            vec = decode_embedding(r)
-            if vec.shape[0] != dim:
-                raise GalleryError(f"{self.path}: templates of model {r['model_id']!r} have mixed dimensions")
+        for i, row in enumerate(rows):
+            try:
+                vec = decode_embedding(*row[3:])
+                if matrix is None:
+                    matrix = np.empty((len(rows), vec.shape[0]), dtype=np.float32)
+                elif vec.shape[0] != matrix.shape[1]:
+                    raise ValueError(f"dim {vec.shape[0]} differs from the model's dim {matrix.shape[1]}")
+            except ValueError as exc:
+                raise GalleryError(f"{self.path}: template {row[0]} of model {model_id!r}: {exc}") from None
             matrix[i] = vec
-            person_ids[i] = r["person_id"]
+            person_ids[i] = row[1]
+        assert matrix is not None
         matrix.flags.writeable = False
         starts = np.flatnonzero(np.r_[True, person_ids[1:] != person_ids[:-1]])
-        row_names = [r["person_name"] for r in rows]
+        row_names = [row[2] for row in rows]
         return _Block(row_names, matrix, [row_names[s] for s in starts], starts)
 
     def _block_for(self, embedding: Embedding) -> tuple[np.ndarray, _Block | None]:

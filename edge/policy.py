@@ -178,14 +178,12 @@ class DecisionPolicy:
             self._track_visit(now)
 
         if self._lockout_until is not None:
-            if now < self._lockout_until:
-                left = self._lockout_until - now
-                if not has_face:
-                    return self._decide("idle", reason=f"no face (locked out for {left:.1f} s more)")
-                return self._decide(
-                    "lockout", match=match, reason=f"locked out for {left:.1f} s more", lockout_remaining=left
-                )
-            self._lockout_until = None  # lockout over: start afresh
+            left = self._lockout_until - now
+            if not has_face:
+                return self._decide("idle", reason=f"no face (locked out for {left:.1f} s more)")
+            return self._decide(
+                "lockout", match=match, reason=f"locked out for {left:.1f} s more", lockout_remaining=left
+            )
 
         if not has_face:
             return self._decide("idle", reason="no face")
@@ -214,8 +212,14 @@ class DecisionPolicy:
         while len(self._window) > cfg.n:
             self._window.popleft()
 
+        cooling = False
         if name is not None and name in self._cooldown:
-            self._cooldown[name] = now  # P is still here: absence restarts
+            # Check against the previous sighting, then refresh: P is still here.
+            cooling = now - self._cooldown[name] < cfg.cooldown_seconds
+            if cooling:
+                self._cooldown[name] = now
+            else:
+                del self._cooldown[name]
 
         names = [j.name for j in self._window]
         used = len(names)
@@ -224,35 +228,95 @@ class DecisionPolicy:
         extra = {"faces": face_count, "best_name": match.best_name}
 
         if name is not None and not others and names.count(name) >= cfg.k:
-            support = f"{names.count(name)} of last {used} frames matched {name}"
-            last_grant_seen = self._cooldown.get(name)
-            if last_grant_seen is not None and last_grant_seen != now:
-                pass  # unreachable: refreshed above
-            if name in self._cooldown and self._granted_recently(name):
-                self._visit_recognised = True
+            support = f"{names.count(name)} of last {used} judged frames matched {name}"
+            self._visit_recognised = True
+            if cooling:
                 return self._decide(
-                    "cooldown", match=match, name=name, frames_used=used,
-                    reason=f"{support}; already granted, absent < {cfg.cooldown_seconds:g} s", **extra,
+                    "cooldown", match, name=name, frames_used=used,
+                    reason=f"{support}; already granted, not absent for {cfg.cooldown_seconds:g} s yet",
+                    **extra,
                 )
             self._cooldown[name] = now
-            self._grant_started[name] = now
-            self._visit_recognised = True
-            return self._decide("grant", match=match, name=name, frames_used=used, reason=support, **extra)
+            return self._decide("grant", match, name=name, frames_used=used, reason=support, **extra)
 
         if used >= cfg.n or rejected > cfg.n - cfg.k:
             self._visit_denied = True
-            if others and name is not None:
-                why = f"conflicting identities in window: {', '.join([name, *others])}"
-            elif others:
-                why = f"conflicting identities in window: {', '.join(others)}"
+            if others:
+                ids = sorted({x for x in names if x is not None})
+                why = f"conflicting identities in last {used} judged frames: {', '.join(ids)}"
             else:
-                why = f"{rejected} of last {used} frames rejected"
+                why = f"{rejected} of last {used} judged frames rejected"
             if not accepted:
-                why += f" (nearest {match.best_name or '?'} at {match.distance:.3f} > {match.threshold:.3f})"
-            return self._decide("deny", match=match, frames_used=used, reason=why, **extra)
+                why += f"; nearest {match.best_name or '?'} at {match.distance:.3f} (threshold {match.threshold:.3f})"
+            return self._decide("deny", match, frames_used=used, reason=why, **extra)
 
+        have = names.count(name) if name is not None else 0
         return self._decide(
-            "pending", match=match, name=name, frames_used=used,
-            reason=f"{names.count(name) if name else 0} of {cfg.k} needed, {used} of last {cfg.n} frames seen",
+            "pending", match, name=name, frames_used=used,
+            reason=f"{have} of {cfg.k} matching frames needed, {used} of {cfg.n} judged",
             **extra,
+        )
+
+    def _expire(self, now: float) -> None:
+        """Forget what is too old, and close a visit that ended in a gap."""
+        cfg = self.config
+        if self._lockout_until is not None and now >= self._lockout_until:
+            self._lockout_until = None  # lockout over: start afresh
+        while self._window and now - self._window[0].t > cfg.window_seconds:
+            self._window.popleft()
+        for name in [p for p, t in self._cooldown.items() if now - t >= cfg.cooldown_seconds]:
+            del self._cooldown[name]
+        while self._attempts and now - self._attempts[0] > cfg.lockout_window_seconds:
+            self._attempts.popleft()
+        if self._visit_last_face is not None and now - self._visit_last_face >= cfg.window_seconds:
+            self._end_visit(self._visit_last_face + cfg.window_seconds)
+            self._visit_start = self._visit_last_face = None
+
+    def _track_visit(self, now: float) -> None:
+        """Count this face frame into the current visit (or a new slice of it)."""
+        cfg = self.config
+        if self._visit_start is not None and now - self._visit_start >= cfg.attempt_seconds:
+            self._end_visit(self._visit_start + cfg.attempt_seconds)
+            self._visit_start = None
+        if self._visit_start is None:
+            self._visit_start = now
+            self._visit_denied = self._visit_recognised = False
+        self._visit_last_face = now
+
+    def _end_visit(self, at: float) -> None:
+        """Count a denied attempt if the visit warrants it; maybe lock out."""
+        cfg = self.config
+        denied = self._visit_denied and not self._visit_recognised
+        self._visit_denied = self._visit_recognised = False
+        if not denied or self._lockout_until is not None:
+            return
+        self._attempts.append(at)
+        while self._attempts and at - self._attempts[0] > cfg.lockout_window_seconds:
+            self._attempts.popleft()
+        if len(self._attempts) >= cfg.max_denied:
+            self._lockout_until = at + cfg.lockout_seconds
+            self._attempts.clear()
+            self._window.clear()
+            self._last_judged = None
+
+    def _decide(
+        self,
+        outcome: str,
+        match: Match | None = None,
+        *,
+        name: str | None = None,
+        reason: str = "",
+        frames_used: int = 0,
+        **extra: object,
+    ) -> Decision:
+        return Decision(
+            timestamp=self._wallclock(),
+            outcome=outcome,
+            name=name,
+            distance=None if match is None else match.distance,
+            threshold=None if match is None else match.threshold,
+            model_id=None if match is None else match.model_id,
+            reason=reason,
+            frames_used=frames_used,
+            extra={k: v for k, v in extra.items() if v is not None},
         )

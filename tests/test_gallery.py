@@ -375,3 +375,15 @@ def test_identify_many_templates_fast(rng):
         for i in range(0, people, 100):
             assert g.identify(emb(base[i]), 0.5).name == f"p{i:04d}"
         assert (time.perf_counter() - t0) / 20 < 0.05
+
+
+def test_damaged_template_row_reported(tmp_path, rng):
+    path = tmp_path / "g.db"
+    with Gallery(path) as g:
+        g.enroll("Alice", [emb(unit(rng))])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE templates SET embedding = x'00010203'")
+    conn.commit()
+    conn.close()
+    with Gallery(path) as g, pytest.raises(GalleryError, match="does not match dim"):
+        g.identify(emb(unit(rng)), 0.5)
