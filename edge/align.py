@@ -81,7 +81,7 @@ class QualityThresholds:
     min_face_px: float = 60.0
     min_sharpness: float = 20.0
     min_brightness: float = 40.0
-    max_brightness: float = 225.0
+    max_brightness: float = 220.0
     max_yaw: float = 0.45
     max_pitch: float = 0.45
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from .errors import GalleryError, GallerySchemaError
+from .errors import AuditError, AuditSchemaError
 from .types import Decision
 
 __all__ = ["AuditLog"]
@@ -52,9 +52,9 @@ CREATE TABLE IF NOT EXISTS events (
     frames_used INTEGER NOT NULL DEFAULT 0,
     latency_ms  REAL,
     extra       TEXT    NOT NULL DEFAULT '{}'  -- JSON object
-);
-CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+)
 """
+_INDEX = "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)"
 
 _MAX_TEXT = 500  # longest string kept from Decision.extra
 
@@ -110,21 +110,22 @@ class AuditLog:
         try:
             conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as e:
-            raise GalleryError(f"cannot open audit log {self.path}: {e}") from e
+            raise AuditError(f"cannot open audit log {self.path}: {e}") from e
         try:
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            conn.execute(_SCHEMA)
             cols = tuple(row[1] for row in conn.execute("PRAGMA table_info(events)"))
             if cols != _COLUMNS:
-                raise GallerySchemaError(
+                raise AuditSchemaError(
                     f"{self.path}: table 'events' has columns {cols}, expected {_COLUMNS}; "
                     "it belongs to something else or to another facegate version"
                 )
+            conn.execute(_INDEX)
         except sqlite3.Error as e:
             conn.close()
-            raise GalleryError(f"cannot open audit log {self.path}: {e}") from e
+            raise AuditError(f"cannot open audit log {self.path}: {e}") from e
         except BaseException:
             conn.close()
             raise
@@ -158,12 +159,13 @@ class AuditLog:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise GalleryError(f"audit log {self.path} is closed")
+            raise AuditError(f"audit log {self.path} is closed")
         return self._conn
 
     # -- writing ---------------------------------------------------------------------
     def record(self, decision: Decision) -> int:
         """Store one decision (and log it); returns its row id."""
+        self._connection()  # closed: fail before logging an event we cannot keep
         self._log(decision)
         extra = json.dumps(decision.extra or {}, default=_json_default, sort_keys=True)
         with self._lock:

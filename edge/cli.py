@@ -243,11 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_more(sub, add) -> None:
-    """Commands of the daemon side, added where they exist."""
-    try:
-        from . import daemon_cli  # noqa: F401
-    except ImportError:
-        return
+    """Commands of the daemon side (their imports stay lazy)."""
+    from . import daemon_cli
+
     daemon_cli.register(sub, add)
 
 

@@ -83,6 +83,14 @@ class GallerySchemaError(GalleryError, RuntimeError):
     """The database file is of an unknown or newer schema."""
 
 
+class AuditError(FacegateError):
+    """The audit log cannot be opened or written."""
+
+
+class AuditSchemaError(AuditError, RuntimeError):
+    """The audit table exists with other columns."""
+
+
 # --- camera, lock, config -----------------------------------------------------
 class CameraError(FacegateError):
     """A frame source failed to open or to deliver frames."""

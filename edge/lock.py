@@ -21,7 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from .errors import LockError
 
@@ -173,7 +173,7 @@ class _TimedLock(ABC):
             raise LockError(f"{self._name}: could not de-energise the output on close") from failure
         logger.debug("%s: closed", self._name)
 
-    def __enter__(self) -> _TimedLock:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -280,7 +280,7 @@ class GpioLock(_TimedLock):
             raise LockError(
                 f"cannot open GPIO pin {pin}"
                 + (f" / door contact pin {door_contact_pin}" if door_contact_pin is not None else "")
-                + f": {e}. If this machine has no GPIO, set lock.type = \"log\" in the "
+                + f": {str(e).rstrip('.!')}. If this machine has no GPIO, set lock.type = \"log\" in the "
                 "config, or GPIOZERO_PIN_FACTORY=mock to simulate the pins"
             ) from e
         self._start()

@@ -66,6 +66,22 @@ class FacePipeline:
         embs: dict[int, Embedding] = {i: Embedding(v, self.embedder.model_id) for i, v in zip(todo, vectors)}
         return [FaceResult(c, embs.get(i)) for i, c in enumerate(crops)]
 
+    def largest(self, image: np.ndarray, gated: bool = True) -> tuple[FaceResult | None, int]:
+        """The largest face of a frame (embedded if it passes the gate) and the face count.
+
+        Only the largest face is aligned and embedded: the door judges the
+        person nearest the camera, and the work stays constant with crowds.
+        """
+        image = to_bgr(image)
+        detections = self.detector.detect(image)
+        if not detections:
+            return None, 0
+        crop = align(image, detections[0], self.quality)
+        if gated and not crop.quality.ok:
+            return FaceResult(crop, None), len(detections)
+        vector = self.embedder.embed(image, [crop.detection])[0]
+        return FaceResult(crop, Embedding(vector, self.embedder.model_id)), len(detections)
+
     def embed_one(self, image: np.ndarray, *, single: bool = False, gated: bool = True) -> tuple[FaceResult, int]:
         """The embedding of the one face that matters, and how many faces were seen.
 
@@ -73,18 +89,14 @@ class FacePipeline:
         would it be?); otherwise the largest face is judged.
         Raises NoFaceError, MultipleFacesError or FaceQualityError.
         """
-        image = to_bgr(image)
-        detections = self.detector.detect(image)
-        if not detections:
+        face, seen = self.largest(image, gated=gated)
+        if face is None:
             raise NoFaceError(f"no face found (minimum face size {self.detector.min_face_size} px)")
-        if single and len(detections) > 1:
-            sizes = ", ".join(f"{d.size:.0f}" for d in detections)
-            raise MultipleFacesError(f"{len(detections)} faces found (sizes {sizes} px); use an image of one person")
-        crop = align(image, detections[0], self.quality)
-        if gated and not crop.quality.ok:
-            raise FaceQualityError("; ".join(crop.quality.reasons))
-        vector = self.embedder.embed(image, [crop.detection])[0]
-        return FaceResult(crop, Embedding(vector, self.embedder.model_id)), len(detections)
+        if single and seen > 1:
+            raise MultipleFacesError(f"{seen} faces found; use an image of one person")
+        if face.embedding is None:
+            raise FaceQualityError("; ".join(face.crop.quality.reasons))
+        return face, seen
 
 
 def build_pipeline(

@@ -51,7 +51,8 @@ Visits, denied attempts and lockout
       door is locked out for ``lockout_seconds``: every face frame returns
       ``lockout`` and nothing is judged or granted; the evidence window and the
       attempt count are cleared. The frame that completes the count returns
-      ``lockout`` (idle frames stay ``idle``).
+      ``lockout`` (idle frames stay ``idle``). ``lockout_seconds = 0`` disables
+      lockout (attempts are still counted, see ``denied_attempts``).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class PolicyConfig:
     cooldown_seconds: float = 5.0  # absence needed before the same person is granted again
     max_denied: int = 5  # denied attempts (visits) within lockout_window_seconds...
     lockout_window_seconds: float = 60.0
-    lockout_seconds: float = 60.0  # ...lock everyone out this long
+    lockout_seconds: float = 60.0  # ...lock everyone out this long (0 = never lock out)
     attempt_seconds: float = 10.0  # a continuous visit counts as one attempt per slice this long
     min_interval_seconds: float = 0.0  # rate limit between judged frames; 0 = judge every frame
 
@@ -93,10 +94,10 @@ class PolicyConfig:
             raise ConfigError(f"policy.n must be an integer >= policy.k ({self.k}), got {self.n!r}")
         if not isinstance(self.max_denied, int) or self.max_denied < 1:
             raise ConfigError(f"policy.max_denied must be an integer >= 1, got {self.max_denied!r}")
-        for name in ("window_seconds", "lockout_window_seconds", "lockout_seconds", "attempt_seconds"):
+        for name in ("window_seconds", "lockout_window_seconds", "attempt_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"policy.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("cooldown_seconds", "min_interval_seconds"):
+        for name in ("cooldown_seconds", "lockout_seconds", "min_interval_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"policy.{name} must be >= 0, got {getattr(self, name)!r}")
 
@@ -293,7 +294,7 @@ class DecisionPolicy:
         self._attempts.append(at)
         while self._attempts and at - self._attempts[0] > cfg.lockout_window_seconds:
             self._attempts.popleft()
-        if len(self._attempts) >= cfg.max_denied:
+        if cfg.lockout_seconds > 0 and len(self._attempts) >= cfg.max_denied:
             self._lockout_until = at + cfg.lockout_seconds
             self._attempts.clear()
             self._window.clear()

@@ -107,8 +107,10 @@ def test_replay_fps_pacing_is_roughly_honoured() -> None:
     assert len(frames) == 6
     # 6 frames at 50 fps: 5 periods of 20 ms after the first. Loose upper bound for slow CI.
     assert 0.08 <= elapsed < 1.0
-    gaps = np.diff([f.timestamp for f in frames])
-    assert gaps.min() > 0.012
+    # The schedule holds the average rate (a late frame shortens the next gap
+    # rather than shifting every later one), so check the mean, not each gap.
+    mean_gap = (frames[-1].timestamp - frames[0].timestamp) / 5
+    assert 0.016 <= mean_gap < 0.2
 
 
 def test_replay_video_file_and_loop(tmp_path: Path) -> None:

@@ -168,6 +168,14 @@ def test_not_utf8(tmp_path: Path) -> None:
         Config.load(path)
 
 
+def test_policy_section_converts_to_policy_config() -> None:
+    """The daemon builds policy.PolicyConfig from [policy]; names and defaults must agree."""
+    policy = pytest.importorskip("facegate.edge.policy")
+    section = PolicySection()
+    assert {f.name for f in dataclasses.fields(section)} == {f.name for f in dataclasses.fields(policy.PolicyConfig)}
+    assert policy.PolicyConfig(**dataclasses.asdict(section)) == policy.PolicyConfig()
+
+
 def test_sections_are_independent_dataclasses() -> None:
     # PolicySection is the file's view; edge/policy.py owns PolicyConfig.
     assert PolicySection().k <= PolicySection().n

@@ -224,6 +224,13 @@ def test_lockout_needs_attempts_within_the_window(clock):
     assert p.denied_attempts <= 3
 
 
+def test_lockout_seconds_zero_disables_lockout(clock):
+    p = make(clock, max_denied=1, attempt_seconds=0.95, lockout_seconds=0)
+    outcomes = run(p, clock, ["?"] * 30)
+    assert "lockout" not in outcomes and p.lockout_remaining() == 0.0
+    assert p.denied_attempts == 2
+
+
 def test_frame_completing_the_count_returns_lockout(clock):
     p = make(clock, max_denied=1, attempt_seconds=0.95)
     outcomes = run(p, clock, ["?"] * 12)

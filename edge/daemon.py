@@ -1,0 +1,357 @@
+"""The door daemon: newest camera frame -> pipeline -> policy -> lock.
+
+A camera thread keeps only the newest frame; the main loop judges it and
+drives the lock. Whatever happens (SIGTERM, an exception, a stalled loop) the
+door ends locked: the lock is locked in ``finally``, and a stall guard thread
+locks it if the loop stops making progress while the door is open.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from .align import QualityThresholds
+from .audit import AuditLog
+from .camera import FrameSource, LatestFrameGrabber, create_source
+from .config import Config
+from .errors import ConfigError
+from .gallery import Gallery
+from .lock import GpioLock, Lock, LogLock
+from .pipeline import FacePipeline
+from .policy import DecisionPolicy, PolicyConfig
+from .types import Decision, Frame
+
+log = logging.getLogger(__name__)
+
+#: Outcomes kept in the audit trail; per-frame "pending"/"skip"/"idle" only go to debug logs.
+AUDITED = ("grant", "deny", "lockout")
+
+
+class Notifier(Protocol):
+    def notify(self, state: str) -> None: ...
+
+
+class NullNotifier:
+    def notify(self, state: str) -> None:
+        pass
+
+
+def systemd_notifier() -> Notifier:
+    """sd_notify through ``sdnotify``; a no-op outside systemd or without the package."""
+    try:
+        import sdnotify
+    except ImportError:
+        log.debug("sdnotify not installed: no systemd notifications")
+        return NullNotifier()
+    return sdnotify.SystemdNotifier()
+
+
+def quality_thresholds(cfg: Config) -> QualityThresholds:
+    return QualityThresholds(**asdict(cfg.quality))
+
+
+def policy_config(cfg: Config) -> PolicyConfig:
+    return PolicyConfig(**asdict(cfg.policy))
+
+
+def create_lock(cfg: Config, pin_factory=None, on_door_event: Callable[[str], None] | None = None) -> Lock:
+    if cfg.lock.type == "log":
+        return LogLock(unlock_seconds=cfg.lock.unlock_seconds)
+    return GpioLock(cfg.lock.pin, active_high=cfg.lock.active_high, unlock_seconds=cfg.lock.unlock_seconds,
+                    pin_factory=pin_factory, door_contact_pin=cfg.lock.door_contact_pin,
+                    on_door_event=on_door_event)
+
+
+def create_pipeline(cfg: Config) -> FacePipeline:
+    from .detect.mtcnn import MtcnnDetector
+    from .embed import create_embedder
+
+    return FacePipeline(MtcnnDetector(min_face_size=cfg.detector.min_face_size, threads=cfg.detector.threads),
+                        create_embedder(cfg.embedder.name, threads=cfg.embedder.threads), quality_thresholds(cfg))
+
+
+@dataclass
+class DaemonStats:
+    """What the loop did; the demo prints it and the benchmark reads it."""
+
+    frames: int = 0
+    faces: int = 0
+    grants: int = 0
+    denies: int = 0
+    lockouts: int = 0
+    camera_faults: int = 0
+    started: float = 0.0
+    stopped: float = 0.0
+    processing_ms: list[float] = field(default_factory=list)
+    #: seconds from the first frame of a visit with a face to the unlock
+    decision_latency_s: list[float] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        elapsed = self.stopped - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+
+class StallGuard:
+    """Locks the door if the main loop stops beating while it is open.
+
+    A thread of its own, so a frame stuck in native code (inference, a camera
+    driver) cannot keep the door open; systemd's watchdog then restarts us.
+    """
+
+    def __init__(self, lock: Lock, stall_seconds: float) -> None:
+        self._lock = lock
+        self.stall_seconds = stall_seconds
+        self._beat = time.monotonic()
+        self._stop = threading.Event()
+        self.tripped = 0
+        self._thread = threading.Thread(target=self._run, name="stall-guard", daemon=True)
+
+    def start(self) -> StallGuard:
+        self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        self._beat = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(1.0, self.stall_seconds / 4)):
+            if time.monotonic() - self._beat > self.stall_seconds and not self._lock.is_locked:
+                log.error("main loop stalled for %.1f s: locking the door", time.monotonic() - self._beat)
+                self.tripped += 1
+                try:
+                    self._lock.lock()
+                except Exception:  # the guard must never die
+                    log.exception("stall guard could not lock")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+
+
+class DoorDaemon:
+    """Runs the door. Every part may be injected (tests, demo); by default all
+    are built from the config. The lock is always left locked on return."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | Path | None = None,
+        source: FrameSource | None = None,
+        lock: Lock | None = None,
+        pipeline: FacePipeline | None = None,
+        gallery: Gallery | None = None,
+        audit: AuditLog | None = None,
+        notifier: Notifier | None = None,
+        on_decision: Callable[[Frame, Decision], None] | None = None,
+        stall_seconds: float = 10.0,
+        reconnect_backoff: tuple[float, ...] = (0.5, 1, 2, 5, 10),
+    ) -> None:
+        self.config = config
+        self.config_path = Path(config_path) if config_path else None
+        self._owned: list = []  # what we built, closed in reverse order
+        self.lock = lock if lock is not None else self._own(create_lock(config, on_door_event=self._door_event))
+        try:
+            self.gallery = gallery if gallery is not None else self._own(Gallery(config.storage.gallery))
+            self.audit = audit if audit is not None else self._own(
+                AuditLog(config.storage.gallery, retention_days=config.storage.audit_retention_days))
+            self.pipeline = pipeline or create_pipeline(config)
+            self.source = source if source is not None else create_source(config.camera)
+        except BaseException:
+            self.close()
+            raise
+        self.policy = DecisionPolicy(policy_config(config))
+        self.notifier = notifier or systemd_notifier()
+        self.on_decision = on_decision
+        self.stall_seconds = stall_seconds
+        self.reconnect_backoff = reconnect_backoff
+        self.stats = DaemonStats()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._visit_start: float | None = None
+        self._last_face: float | None = None
+
+    def _own(self, obj):
+        self._owned.append(obj)
+        return obj
+
+    # -- control ------------------------------------------------------------------------
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def request_reload(self, *_: object) -> None:
+        self._reload.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    @property
+    def threshold(self) -> float:
+        t = self.config.match.threshold
+        return self.pipeline.embedder.thresholds.default if t is None else t
+
+    def _door_event(self, event: str) -> None:
+        log.info("door %s", event)
+        try:
+            self.audit.record(Decision(time.time(), f"door_{event}", None, None, None, None, reason="door contact"))
+        except Exception:
+            log.exception("could not record the door event")
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, max_frames: int | None = None, stop_when_finished: bool = True) -> DaemonStats:
+        """Judge frames until stopped (or the replay ends); always ends locked."""
+        self.lock.lock()
+        guard = StallGuard(self.lock, self.stall_seconds).start()
+        grabber = LatestFrameGrabber(self.source, reconnect_backoff=self.reconnect_backoff).start()
+        self.stats.started = time.monotonic()
+        fault_seen: str | None = None
+        last_status = 0.0
+        try:
+            self.notifier.notify(f"READY=1\nSTATUS=watching; {len(self.gallery)} people enrolled")
+            log.info("daemon ready: %s, %s, %d people", self.source, self.pipeline.model_id, len(self.gallery))
+            while not self._stop.is_set():
+                guard.beat()
+                if self.config.daemon.watchdog:
+                    self.notifier.notify("WATCHDOG=1")
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+                frame = grabber.get(timeout=0.5)
+                if grabber.fault != fault_seen:
+                    fault_seen = grabber.fault
+                    if fault_seen:
+                        self.stats.camera_faults += 1
+                        log.error("camera fault: %s", fault_seen)
+                        self.notifier.notify(f"STATUS=camera fault: {fault_seen}")
+                    else:
+                        log.warning("camera recovered")
+                if grabber.error is not None:
+                    raise grabber.error
+                if frame is None:
+                    if grabber.finished and stop_when_finished:
+                        break
+                    continue
+                self.process(frame)
+                now = time.monotonic()
+                if now - last_status >= self.config.daemon.status_interval_seconds:
+                    last_status = now
+                    self.notifier.notify(f"STATUS={self.status_line()}")
+                if max_frames is not None and self.stats.frames >= max_frames:
+                    break
+        finally:
+            self.stats.stopped = time.monotonic()
+            try:
+                self.lock.lock()
+            finally:
+                guard.stop()
+                grabber.stop()
+                self.notifier.notify("STOPPING=1")
+        return self.stats
+
+    def process(self, frame: Frame) -> Decision:
+        """Judge one frame and act on it."""
+        t0 = time.perf_counter()
+        face, count = self.pipeline.largest(frame.image)
+        match = None
+        if face is not None and face.embedding is not None:
+            # an empty gallery answers "nobody" (infinite distance): a judged stranger
+            match = self.gallery.identify(face.embedding, self.threshold)
+        quality = face.crop.quality if face is not None else None
+        decision = self.policy.observe(match, quality, count, now=frame.timestamp)
+        self._track_visit(frame, count)
+        if decision.outcome == "grant":
+            self.lock.unlock(self.config.lock.unlock_seconds)
+            self.stats.grants += 1
+            if self._visit_start is not None:
+                self.stats.decision_latency_s.append(time.monotonic() - self._visit_start)
+        elif decision.outcome == "deny":
+            self.stats.denies += 1
+        elif decision.outcome == "lockout":
+            self.stats.lockouts += 1
+        ms = (time.perf_counter() - t0) * 1000
+        self.stats.frames += 1
+        self.stats.faces += count > 0
+        self.stats.processing_ms.append(ms)
+        if decision.outcome in AUDITED:
+            decision = Decision(**{**asdict(decision), "latency_ms": round(ms, 1)})
+            self.audit.record(decision)
+        else:
+            log.debug("frame %d: %s %s", frame.index, decision.outcome, decision.reason)
+        if self.on_decision is not None:
+            self.on_decision(frame, decision)
+        return decision
+
+    def _track_visit(self, frame: Frame, count: int) -> None:
+        """A visit starts with the first face frame after a face-free gap."""
+        gap = self.config.policy.window_seconds
+        if count:
+            if self._last_face is None or frame.timestamp - self._last_face > gap:
+                # measured on the monotonic clock, like the unlock, from when the frame was taken
+                self._visit_start = frame.timestamp
+            self._last_face = frame.timestamp
+
+    def status_line(self) -> str:
+        s = self.stats
+        state = "locked" if self.lock.is_locked else "unlocked"
+        return f"{state}; {s.frames} frames, {s.grants} grants, {s.denies} denies, {s.camera_faults} camera faults"
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config (keep the old one if the new is bad) and the gallery."""
+        if self.config_path is not None:
+            try:
+                new = Config.load(self.config_path)
+            except ConfigError as exc:
+                log.error("reload refused, keeping the running config: %s", exc)
+                new = self.config
+            if new.policy != self.config.policy:
+                self.policy = DecisionPolicy(policy_config(new))
+            if new.quality != self.config.quality:
+                self.pipeline.quality = quality_thresholds(new)
+            if (new.camera, new.detector, new.embedder, new.lock, new.storage) != (
+                self.config.camera, self.config.detector, self.config.embedder, self.config.lock, self.config.storage):
+                log.warning("camera, detector, embedder, lock and storage changes need a restart")
+            self.config = Config(**{**{f: getattr(new, f) for f in ("match", "quality", "policy", "daemon")},
+                                    **{f: getattr(self.config, f) for f in
+                                       ("camera", "detector", "embedder", "lock", "storage")}})
+        self.gallery.reload()
+        log.info("reloaded: %d people enrolled", len(self.gallery))
+        self.notifier.notify(f"STATUS=reloaded; {len(self.gallery)} people enrolled")
+
+    def close(self) -> None:
+        """Lock first, then release everything we built, in reverse order."""
+        try:
+            if getattr(self, "lock", None) is not None:
+                self.lock.lock()
+        finally:
+            for obj in reversed(self._owned):
+                try:
+                    obj.close()
+                except Exception:
+                    log.exception("closing %r", obj)
+            self._owned.clear()
+
+    def __enter__(self) -> DoorDaemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_daemon(config_path: str | Path) -> int:
+    """``facegate run``: the service's main; exit code for systemd."""
+    cfg = Config.load(config_path)
+    with DoorDaemon(cfg, config_path=config_path) as daemon:
+        daemon.install_signal_handlers()
+        daemon.run(stop_when_finished=cfg.camera.type == "replay" and not cfg.camera.loop)
+        log.info("stopped: %s", daemon.status_line())
+    return 0
