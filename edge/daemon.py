@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Outcomes kept in the audit trail; per-frame "pending"/"skip"/"idle" only go to debug logs.
 AUDITED = ("grant", "deny", "lockout")
+#: For the decision-latency figure: a face-free gap this long ends a visit.
+VISIT_GAP_SECONDS = 0.5
 
 
 class Notifier(Protocol):
@@ -177,6 +179,8 @@ class DoorDaemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._visit_start: float | None = None
+        self._audit_key: tuple[str, str | None] | None = None
+        self._audit_time = 0.0
         self._last_face: float | None = None
 
     def _own(self, obj):
@@ -282,7 +286,7 @@ class DoorDaemon:
         self.stats.frames += 1
         self.stats.faces += count > 0
         self.stats.processing_ms.append(ms)
-        if decision.outcome in AUDITED:
+        if self._should_audit(decision, frame.timestamp):
             decision = Decision(**{**asdict(decision), "latency_ms": round(ms, 1)})
             self.audit.record(decision)
         else:
@@ -291,11 +295,25 @@ class DoorDaemon:
             self.on_decision(frame, decision)
         return decision
 
+    def _should_audit(self, decision: Decision, now: float) -> bool:
+        """Every grant; a deny or lockout when it starts or once per attempt slice.
+
+        A stranger in front of the camera is denied on every frame; one audit
+        row per attempt tells the story without ten rows a second.
+        """
+        if decision.outcome not in AUDITED:
+            return False
+        key = (decision.outcome, decision.name)
+        if decision.outcome == "grant" or key != self._audit_key or (
+                now - self._audit_time >= self.policy.config.attempt_seconds):
+            self._audit_key, self._audit_time = key, now
+            return True
+        return False
+
     def _track_visit(self, frame: Frame, count: int) -> None:
-        """A visit starts with the first face frame after a face-free gap."""
-        gap = self.config.policy.window_seconds
+        """A visit starts with the first face frame after VISIT_GAP_SECONDS without one."""
         if count:
-            if self._last_face is None or frame.timestamp - self._last_face > gap:
+            if self._last_face is None or frame.timestamp - self._last_face > VISIT_GAP_SECONDS:
                 # measured on the monotonic clock, like the unlock, from when the frame was taken
                 self._visit_start = frame.timestamp
             self._last_face = frame.timestamp

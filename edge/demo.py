@@ -22,7 +22,7 @@ from .gallery import Gallery
 from .lock import LogLock
 from .recognition import enroll
 from .samples import sample_portrait
-from .scenario import build_demo_scenario
+from .scenario import ScenarioFrame, build_demo_scenario
 from .types import Decision, Frame
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,23 @@ def demo_config(embedder: str, unlock_seconds: float) -> Config:
     )
 
 
+def count_visits(frames: list[ScenarioFrame], fps: float, cooldown_seconds: float) -> int:
+    """Visits of the enrolled person the door should open for.
+
+    Usable frames of her (not forced dark or blurred) separated by at least
+    the cooldown's worth of frames without her start a new visit.
+    """
+    visits, gap = 0, None
+    for f in frames:
+        if f.truth == "astronaut" and f.condition not in ("dark", "blurred"):
+            if gap is None or gap >= cooldown_seconds * fps:
+                visits += 1
+            gap = 0
+        elif gap is not None:
+            gap += 1
+    return visits
+
+
 def run_demo(
     embedder: str = "facenet",
     fps: float = 10.0,
@@ -70,14 +87,13 @@ def run_demo(
     pipeline = create_pipeline(cfg)
     write(f"facegate demo: {len(frames)} frames at {fps:g} fps, model {pipeline.model_id}, simulated lock")
     grants: list[tuple[int, str | None]] = []
-    visits = sum(1 for k, f in enumerate(frames)
-                 if f.truth == "astronaut" and (k == 0 or frames[k - 1].truth != "astronaut"))
+    visits = count_visits(frames, fps, cfg.policy.cooldown_seconds)
     with Gallery(":memory:") as gallery, AuditLog(":memory:") as audit:
         enroll(pipeline, gallery, ENROLLED, [sample_portrait("astronaut")])
         write(f"enrolled {ENROLLED} from one portrait (one-shot)")
         lock = LogLock(unlock_seconds=unlock_seconds)
         t0 = time.monotonic()
-        last_state = ["locked"]
+        last: list = [None, 0]  # the line key shown last, and how many frames repeated it
 
         def show(frame: Frame, decision: Decision) -> None:
             k = frame.index - 1
@@ -85,14 +101,20 @@ def run_demo(
             state = "locked" if lock.is_locked else "UNLOCKED"
             if decision.outcome == "grant":
                 grants.append((frame.index, truth))
-            loud = decision.outcome in ("grant", "deny", "lockout", "cooldown") or state != last_state[0]
-            if loud:
+            # one line per change of (truth, outcome, lock state): a readable timeline
+            key = (truth, decision.outcome, decision.name, state)
+            if key == last[0]:
+                last[1] += 1
+            else:
+                if last[1]:
+                    write(f"{'':8} ... and {last[1]} more frame(s) alike")
+                last[0], last[1] = key, 0
                 who = TRUTH_NAMES.get(truth or "", "nobody") if truth else "nobody"
-                dist = "" if decision.distance is None else f" d={decision.distance:.3f}"
+                dist = "" if decision.distance is None or decision.distance == float("inf") else (
+                    f" d={decision.distance:.3f}")
                 name = f" -> {decision.name}" if decision.name else ""
                 write(f"{time.monotonic() - t0:6.2f}s frame {frame.index:3d} [{who:>24}] "
                       f"{decision.outcome:8}{name}{dist}  lock: {state}")
-            last_state[0] = state
             if on_decision is not None:
                 on_decision(frame, decision)
 
@@ -100,6 +122,8 @@ def run_demo(
         with DoorDaemon(cfg, source=source, lock=lock, pipeline=pipeline, gallery=gallery, audit=audit,
                         notifier=NullNotifier(), on_decision=show) as daemon:
             stats = daemon.run()
+        if last[1]:
+            write(f"{'':8} ... and {last[1]} more frame(s) alike")
         # let a pending relock land so the history ends locked
         lock.close()
         history = list(lock.history)

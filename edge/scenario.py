@@ -245,7 +245,7 @@ def _camera(img: np.ndarray, shot: Shot, rng: np.random.Generator) -> tuple[np.n
     condition = ""
     dark = shot.forced == "dark" or rng.random() < shot.dark_p
     if dark:  # a dim hallway at night: the auto-exposure gives up
-        gain, gamma = rng.uniform(0.16, 0.22), rng.uniform(1.2, 1.4)
+        gain, gamma = rng.uniform(0.22, 0.28), rng.uniform(1.2, 1.3)
         condition = "dark"
     else:
         gain, gamma = rng.uniform(*shot.gain), rng.uniform(*shot.gamma)
@@ -257,11 +257,10 @@ def _camera(img: np.ndarray, shot: Shot, rng: np.random.Generator) -> tuple[np.n
 
     quality = int(rng.integers(shot.jpeg_quality[0], shot.jpeg_quality[1] + 1))
     noise = rng.uniform(*shot.noise_sigma)
-    if shot.forced == "blurred":  # someone hurrying past, or a fogged lens
-        if rng.random() < 0.5:
-            frame = cv2.GaussianBlur(frame, (0, 0), rng.uniform(3.5, 4.5))
-        else:
-            frame = cv2.filter2D(frame, -1, _motion_kernel(int(rng.integers(19, 25)), rng.uniform(0, 180)))
+    if shot.forced == "blurred":  # a fogged or misfocused lens, sometimes someone hurrying past
+        frame = cv2.GaussianBlur(frame, (0, 0), rng.uniform(4.5, 5.5))
+        if rng.random() < 0.5:  # a motion smear alone would not do: it keeps the edges along it
+            frame = cv2.filter2D(frame, -1, _motion_kernel(int(rng.integers(9, 16)), rng.uniform(0, 180)))
         condition = "blurred"
         # Sensor noise and JPEG blocking would pass for detail in the Laplacian
         # sharpness measure; keep both low so the frame is unusable as meant.
