@@ -157,6 +157,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                               official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress)
     except FileNotFoundError as exc:
         raise FacegateError(str(exc)) from None
+    if args.save_thresholds:
+        from .evaluate import save_thresholds
+
+        save_thresholds(report, args.save_thresholds)
     if args.json:
         print(json.dumps(report))
     else:
@@ -231,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="processes (default: all cores)")
     p.add_argument("--official", action="store_true", help="also the official 10-fold accuracy")
     p.add_argument("--progress", action="store_true", help="progress bar even with --json")
+    p.add_argument("--save-thresholds", type=Path, default=None, metavar="JSON",
+                   help="merge the measured thresholds into this table (edge/data/reference_thresholds.json)")
 
     p = add("bench", cmd_bench, "per-stage latency and memory of each embedder", gallery=False, model=False)
     p.add_argument("--embedders", dest="embedder_list", default="facenet,dlib",
@@ -242,11 +248,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Entry-point group through which other facegate packages (training, export)
+#: add subcommands, so that the edge runtime never imports them.
+COMMAND_PLUGINS = "facegate.commands"
+
+
 def _register_more(sub, add) -> None:
-    """Commands of the daemon side (their imports stay lazy)."""
+    """Commands of the daemon side, then those that other packages register."""
+    from importlib.metadata import entry_points
+
     from . import daemon_cli
 
     daemon_cli.register(sub, add)
+    for ep in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # a broken plugin must not take the door's CLI down
+            log.warning("facegate command plugin %s failed to load: %s", ep.name, exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

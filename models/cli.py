@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m facegate.models.cli train prepare ...`` until the lead wires register() into facegate's CLI."""
+    """``python -m facegate.models.cli train ...``: the same commands without the edge CLI."""
     import logging
 
     from facegate.edge.errors import FacegateError

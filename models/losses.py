@@ -238,7 +238,8 @@ def binary_head_loss(logits: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, same.to(logits.dtype))
 
 
-def balanced_pairs(labels: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def balanced_pairs(labels: torch.Tensor,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every positive pair (i < j) of a P x K batch and as many random negative pairs.
 
     Returns (i, j, same). Balanced, so the head's bias is not pulled by the

