@@ -23,7 +23,7 @@ from .config import Config
 from .errors import ConfigError
 from .gallery import Gallery
 from .lock import GpioLock, Lock, LogLock
-from .pipeline import FacePipeline
+from .pipeline import FacePipeline, build_pipeline
 from .policy import DecisionPolicy, PolicyConfig
 from .types import Decision, Frame
 
@@ -71,11 +71,8 @@ def create_lock(cfg: Config, pin_factory=None, on_door_event: Callable[[str], No
 
 
 def create_pipeline(cfg: Config) -> FacePipeline:
-    from .detect.mtcnn import MtcnnDetector
-    from .embed import create_embedder
-
-    return FacePipeline(MtcnnDetector(min_face_size=cfg.detector.min_face_size, threads=cfg.detector.threads),
-                        create_embedder(cfg.embedder.name, threads=cfg.embedder.threads), quality_thresholds(cfg))
+    return build_pipeline(cfg.embedder.name, threads=cfg.detector.threads, min_face_size=cfg.detector.min_face_size,
+                          quality=quality_thresholds(cfg), embedder_threads=cfg.embedder.threads)
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -43,28 +42,6 @@ class FacePipeline:
     @property
     def model_id(self) -> str:
         return self.embedder.model_id
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        return self.detector.detect(to_bgr(image))
-
-    def faces(self, image: np.ndarray, max_faces: int | None = None, embed: bool = True,
-              gated: bool = True) -> list[FaceResult]:
-        """Faces of a frame, largest first.
-
-        ``max_faces`` limits the work (the door judges only the largest);
-        with ``gated``, faces that fail the quality gate are not embedded.
-        """
-        image = to_bgr(image)
-        detections = self.detector.detect(image)
-        if max_faces is not None:
-            detections = detections[:max_faces]
-        crops = [align(image, d, self.quality) for d in detections]
-        if not embed:
-            return [FaceResult(c, None) for c in crops]
-        todo = [i for i, c in enumerate(crops) if c.quality.ok or not gated]
-        vectors = self.embedder.embed(image, [detections[i] for i in todo])
-        embs: dict[int, Embedding] = {i: Embedding(v, self.embedder.model_id) for i, v in zip(todo, vectors)}
-        return [FaceResult(c, embs.get(i)) for i, c in enumerate(crops)]
 
     def largest(self, image: np.ndarray, gated: bool = True) -> tuple[FaceResult | None, int]:
         """The largest face of a frame (embedded if it passes the gate) and the face count.
@@ -104,10 +81,11 @@ def build_pipeline(
     threads: int = 1,
     min_face_size: int = 40,
     quality: QualityThresholds | None = None,
+    embedder_threads: int | None = None,
 ) -> FacePipeline:
     """The standard pipeline: MTCNN detection and the named embedder."""
     from .detect.mtcnn import MtcnnDetector
     from .embed import create_embedder
 
     return FacePipeline(MtcnnDetector(min_face_size=min_face_size, threads=threads),
-                        create_embedder(embedder, threads=threads), quality)
+                        create_embedder(embedder, threads=embedder_threads or threads), quality)

@@ -55,7 +55,6 @@ from facegate.edge.errors import BackendUnavailable, FacegateError
 from facegate.edge.lfw import DEFAULT_ROOT as LFW_ROOT
 from facegate.edge.lfw import LfwProtocol, load_protocol, pick_central
 
-from .cli import register  # noqa: F401  (the CLI hook lives with the other train commands)
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ import threading
 import time
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from facegate.edge.audit import AuditLog

@@ -9,7 +9,6 @@ from facegate.edge.embed.onnx import OnnxEmbedder, to_tensor
 from facegate.edge.embed.bundle import InputSpec
 from facegate.edge.errors import BundleError, ChecksumError, ModelError
 from facegate.edge.samples import sample_portrait
-from facegate.edge.types import Detection
 
 from .helpers import tiny_bundle
 
