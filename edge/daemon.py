@@ -191,10 +191,11 @@ class DoorDaemon:
     def request_reload(self, *_: object) -> None:
         self._reload.set()
 
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
+    def install_signal_handlers(self) -> dict:
+        """SIGTERM/SIGINT stop, SIGHUP reloads; returns the handlers they replace."""
+        handlers = {signal.SIGTERM: self.request_stop, signal.SIGINT: self.request_stop,
+                    signal.SIGHUP: self.request_reload}
+        return {sig: signal.signal(sig, fn) for sig, fn in handlers.items()}
 
     @property
     def threshold(self) -> float:
@@ -366,7 +367,11 @@ def run_daemon(config_path: str | Path) -> int:
     """``facegate run``: the service's main; exit code for systemd."""
     cfg = Config.load(config_path)
     with DoorDaemon(cfg, config_path=config_path) as daemon:
-        daemon.install_signal_handlers()
-        daemon.run(stop_when_finished=cfg.camera.type == "replay" and not cfg.camera.loop)
-        log.info("stopped: %s", daemon.status_line())
+        previous = daemon.install_signal_handlers()
+        try:
+            daemon.run(stop_when_finished=cfg.camera.type == "replay" and not cfg.camera.loop)
+            log.info("stopped: %s", daemon.status_line())
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return 0

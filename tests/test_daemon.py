@@ -146,9 +146,8 @@ def test_sigterm_during_an_unlock_leaves_the_pin_locked(pipeline, pins):
             opened.set()
         os.kill(os.getpid(), signal.SIGTERM)
 
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    saved = daemon.install_signal_handlers()
     try:
-        daemon.install_signal_handlers()
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         t0 = time.monotonic()
