@@ -27,3 +27,19 @@ def mock_factory() -> Iterator[Any]:
         factory.close()
         factory.reset()
         Device.pin_factory = saved
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread for the test.
+
+    On a shared 2-core machine two spinning intra-op threads can make a small
+    forward pass tens of times slower; tests measure behaviour, not speed.
+    """
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

@@ -26,13 +26,7 @@ from facegate.models.losses import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared, busy 2-core machine two spinning threads can run ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Four points on a line; people 0 = {0, 1}, 1 = {2, 3}.
 #   x:  0    0.3  0.5  1.1

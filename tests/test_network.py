@@ -17,13 +17,7 @@ from facegate.models.network import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared, busy 2-core machine two spinning threads can run ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MAX_PARAMS = 1_500_000
 MAX_FLOPS = 0.25e9  # counted as 2 x MACs
