@@ -66,6 +66,12 @@ def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float
     return float(np.median(times))
 
 
+def _model_mb(embedder: object) -> float | None:
+    """Size of the embedder's model file in MB (10^6 bytes), None if it has no single file."""
+    path = getattr(embedder, "model_path", None)
+    return round(Path(path).stat().st_size / 1e6, 3) if path and Path(path).is_file() else None
+
+
 def _bench_one(embedder: str, threads: int, repeats: int, data: Path | None) -> dict:
     import cv2
 
@@ -115,6 +121,7 @@ def _bench_one(embedder: str, threads: int, repeats: int, data: Path | None) -> 
         "match_100k_ms": _median_ms(lambda: match_matrix(q, g100k), max(3, repeats // 4)),
         "frame_ms": _median_ms(frame_once, repeats),
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "model_mb": _model_mb(emb),
     }
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
 

@@ -184,6 +184,53 @@ def save_thresholds(report: dict, path: Path, default_fmr: str = "1e-4") -> None
     path.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
 
 
+def lfw_half_report(
+    table: EmbeddingTable,
+    people_b: Sequence[str],
+    eval_pairs: Sequence[tuple[object, Path, Path]],
+) -> dict:
+    """The LFW-half figures of one embeddings table: the single place they are computed.
+
+    ``table``'s first ``len(people_b)`` rows are split B's images (the
+    person of each in ``people_b``); further rows (e.g. the official folds'
+    images) are ignored except for ``eval_pairs``' look-ups. Shared by
+    :func:`evaluate_lfw` and the training code's evaluation, so a trained
+    network and a reference embedder are judged by identical arithmetic.
+    """
+    n_b = len(people_b)
+    d = pair_distances(table, eval_pairs)
+    same = np.array([p.same for p, _, _ in eval_pairs])
+    folds = np.array([p.fold for p, _, _ in eval_pairs])
+    accs, fold_thresholds = metrics.cross_validated_accuracy(d, same, folds)
+    eer, eer_t = metrics.eer(d[same], d[~same])
+    sub = EmbeddingTable(table.paths[:n_b], table.vectors[:n_b], table.ok[:n_b], table.model_id)
+    impostors = impostor_distances(sub, people_b)
+    all_genuine = genuine_distances(sub, people_b)
+    report: dict = {
+        "model_id": table.model_id,
+        "pairs": int(len(d)),
+        "accuracy_mean": float(np.mean(accs)),
+        "accuracy_std": float(np.std(accs)),
+        "accuracy_folds": [round(a, 4) for a in accs],
+        "threshold_accuracy": float(np.median(fold_thresholds)),
+        "auc": metrics.roc_auc(d[same], d[~same]),
+        "eer": eer,
+        "threshold_eer": eer_t,
+        "impostor_pairs": int(len(impostors)),
+        "genuine_pairs_all": int(len(all_genuine)),
+        "images": n_b,
+        "failures_to_acquire": int(np.count_nonzero(~sub.ok)),
+    }
+    # TAR over every genuine pair of split B (182,858 pairs), the FAR over every
+    # impostor pair; the 1,500 matched pairs of folds 6-10 give a coarser twin.
+    for far, key in ((1e-3, "1e-3"), (1e-4, "1e-4")):
+        tar, t = metrics.tar_at_far(all_genuine, impostors, far)
+        report[f"tar_at_far_{key}"] = tar
+        report[f"threshold_far_{key}"] = t
+        report[f"tar_pairs_at_far_{key}"] = metrics.tar_at_far(d[same], impostors, far)[0]
+    return report
+
+
 def evaluate_lfw(
     embedder: str = "facenet",
     root: str | Path | None = None,
@@ -213,39 +260,13 @@ def evaluate_lfw(
     cache = (cache_dir or cache_root()) / f"lfw-{model_id}-min{min_face}.npz"
     table = embed_paths(embedder, model_id, dim, wanted, cache, min_face, workers, progress)
 
-    d = pair_distances(table, eval_pairs)
-    same = np.array([p.same for p, _, _ in eval_pairs])
-    folds = np.array([p.fold for p, _, _ in eval_pairs])
-    accs, fold_thresholds = metrics.cross_validated_accuracy(d, same, folds)
-    eer, eer_t = metrics.eer(d[same], d[~same])
-    sub = EmbeddingTable(table.paths[: len(paths_b)], table.vectors[: len(paths_b)], table.ok[: len(paths_b)], model_id)
-    impostors = impostor_distances(sub, people_b)
-    all_genuine = genuine_distances(sub, people_b)
     report: dict = {
         "model_id": model_id,
         "embedder": embedder,
         "protocol": PROTOCOL,
         "detector": f"mtcnn(min_face_size={min_face})",
-        "pairs": int(len(d)),
-        "accuracy_mean": float(np.mean(accs)),
-        "accuracy_std": float(np.std(accs)),
-        "accuracy_folds": [round(a, 4) for a in accs],
-        "threshold_accuracy": float(np.median(fold_thresholds)),
-        "auc": metrics.roc_auc(d[same], d[~same]),
-        "eer": eer,
-        "threshold_eer": eer_t,
-        "impostor_pairs": int(len(impostors)),
-        "genuine_pairs_all": int(len(all_genuine)),
-        "images": len(paths_b),
-        "failures_to_acquire": int(np.count_nonzero(~sub.ok)),
+        **lfw_half_report(table, people_b, eval_pairs),
     }
-    # TAR over every genuine pair of split B (182,858 pairs), the FAR over every
-    # impostor pair; the 1,500 matched pairs of folds 6-10 give a coarser twin.
-    for far, key in ((1e-3, "1e-3"), (1e-4, "1e-4")):
-        tar, t = metrics.tar_at_far(all_genuine, impostors, far)
-        report[f"tar_at_far_{key}"] = tar
-        report[f"threshold_far_{key}"] = t
-        report[f"tar_pairs_at_far_{key}"] = metrics.tar_at_far(d[same], impostors, far)[0]
     if official:
         all_pairs = proto.pair_paths(tuple(range(1, 11)))
         d10 = pair_distances(table, all_pairs)

@@ -59,8 +59,106 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verbose_logging() -> None:
+    """INFO from the training modules: epochs and evaluations are the point of a long run."""
+    import logging
+
+    logging.getLogger("facegate.models").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    require_torch()
+    _verbose_logging()
+    from .train import TrainConfig, parse_override, train
+
+    overrides = dict(parse_override(s) for s in args.set)
+    for key in ("out", "cache", "eval_cache"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = str(value)
+    cfg = TrainConfig.from_toml(args.config, **overrides)
+    result = train(cfg, resume=args.resume, progress=_progress(args))
+    if result.interrupted:
+        print(f"interrupted at step {result.state.step}; continue with: facegate train run --config "
+              f"{args.config} --resume", file=sys.stderr)
+        return 130
+    row = {"out": str(result.out), "stop_reason": result.state.stop_reason, "steps": result.state.step,
+           "seconds": round(result.state.seconds, 1), "bundle": str(result.bundle) if result.bundle else None}
+    if result.report:
+        row.update({k: result.report[k] for k in _REPORT_KEYS if k in result.report})
+    print(json.dumps(row))
+    return 0
+
+
+_REPORT_KEYS = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-3", "tar_at_far_1e-4",
+                "threshold_far_1e-3", "threshold_far_1e-4", "failures_to_acquire", "head_accuracy_at_0.5",
+                "head_accuracy_mean")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    require_torch()
+    _verbose_logging()
+    from .train import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.checkpoint, args.eval_cache, threads=args.threads)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        r = report
+        print(f"{r['model_id']} on {r['protocol']} ({r['pairs']} pairs, {r['impostor_pairs']:,} impostor pairs)")
+        print(f"  accuracy        {100 * r['accuracy_mean']:.2f} +- {100 * r['accuracy_std']:.2f} %")
+        print(f"  ROC AUC         {r['auc']:.4f}   EER {100 * r['eer']:.2f} %")
+        print(f"  TAR @ FAR 1e-3  {r['tar_at_far_1e-3']:.3f}  (threshold {r['threshold_far_1e-3']:.3f})")
+        print(f"  TAR @ FAR 1e-4  {r['tar_at_far_1e-4']:.3f}  (threshold {r['threshold_far_1e-4']:.3f})")
+        print(f"  failures to acquire {r['failures_to_acquire']} of {r['images']} images")
+        if "head_accuracy_mean" in r:
+            print(f"  binary head     {100 * r['head_accuracy_at_0.5']:.2f} % at P > 0.5, "
+                  f"{100 * r['head_accuracy_mean']:.2f} +- {100 * r['head_accuracy_std']:.2f} % cross-validated")
+    return 0
+
+
+def cmd_eval_set(args: argparse.Namespace) -> int:
+    _verbose_logging()
+    from .evalset import build_eval_set
+
+    try:
+        es = build_eval_set(args.out, root=args.data, workers=args.workers, progress=_progress(args))
+    except FileNotFoundError as exc:
+        from facegate.edge.errors import FacegateError
+
+        raise FacegateError(str(exc)) from None
+    print(json.dumps({"out": str(args.out), "images": len(es), "failures_to_acquire": int((~es.ok).sum()),
+                      "pairs": len(es.pairs)}))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    require_torch()
+    _verbose_logging()
+    from .evalset import load_eval_set
+    from .train import evaluate_checkpoint, export_bundle
+
+    report, eval_set = None, None
+    if args.eval_cache:
+        report = evaluate_checkpoint(args.checkpoint, args.eval_cache)
+        eval_set = load_eval_set(args.eval_cache)
+    res = export_bundle(args.checkpoint, args.out, version=args.version, report=report, eval_set=eval_set,
+                        weights_dir=args.weights)
+    print(json.dumps({"bundle": str(res.folder), "model_id": res.manifest.model_id,
+                      "thresholds": res.manifest.thresholds.by_fmr, "default": res.manifest.thresholds.default,
+                      "weights": str(res.weights), "folded_weights": str(res.folded_weights),
+                      "min_cosine_to_torch": res.min_cosine}))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``facegate train prepare`` to the top-level ``subparsers``; returns the ``train`` parser.
+    """Add ``facegate train prepare|run|eval|eval-set|export-bundle``; returns the ``train`` parser.
 
     Each command sets ``func`` (called with the parsed args, returns an exit code).
     """
@@ -85,6 +183,49 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_prepare)
+
+    p = steps.add_parser("run", help="train the network from a TOML recipe (resumable; DDP under torchrun)",
+                         description="Train facegate's embedding network. Recipes: models/recipes/*.toml. "
+                                     "Multi-process: torchrun --nproc_per_node N -m facegate.models.cli train run ...")
+    p.add_argument("--config", type=Path, required=True, help="TOML recipe")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--out", type=Path, default=None, help="run folder (overrides the recipe's out)")
+    p.add_argument("--cache", type=Path, default=None, help="prepared training cache (overrides the recipe)")
+    p.add_argument("--eval-cache", type=Path, default=None, help="evaluation set folder (overrides the recipe)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key (value read as TOML), e.g. --set max_minutes=5; repeatable")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = steps.add_parser("eval", help="LFW-half figures of a training checkpoint",
+                         description="Evaluate a checkpoint on the cached LFW split-B crops (the door's detector "
+                                     "and alignment), with the same arithmetic as facegate eval lfw.")
+    p.add_argument("checkpoint", type=Path, help="checkpoint.pt or its run folder")
+    p.add_argument("--eval-cache", type=Path, default=None, help="evaluation set (default: the run's)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = steps.add_parser("eval-set", help="detect and align LFW split B once for evaluations during training",
+                         description="Cache the 112x112 crops of every split-B image (6,311) as the door's "
+                                     "pipeline makes them. Resumable.")
+    p.add_argument("--out", type=Path, required=True, help="evaluation set folder")
+    p.add_argument("--data", type=Path, default=None, help="LFW folder (default: the shared data's)")
+    p.add_argument("--workers", type=int, default=2, help="processes (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval_set)
+
+    p = steps.add_parser("export-bundle", help="ONNX model bundle from a checkpoint (needs the 'export' extra)",
+                         description="Fold BatchNorm, export fp32 ONNX (dynamic batch), check it against torch and "
+                                     "write a facegate-mfn bundle with the evaluated thresholds.")
+    p.add_argument("checkpoint", type=Path, help="checkpoint.pt or its run folder")
+    p.add_argument("--out", type=Path, required=True, help="bundle folder")
+    p.add_argument("--version", default=None, help="bundle version (default: the recipe's bundle_version)")
+    p.add_argument("--eval-cache", type=Path, default=None,
+                   help="evaluate now for the thresholds (default: the checkpoint's last evaluation)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="folder for the .pt state_dicts (default: the checkpoint's folder)")
+    p.set_defaults(func=cmd_export)
     return train
 
 

@@ -71,6 +71,7 @@ class EmbedderBase:
     model_id: str = ""
     dim: int = 0
     thresholds: Thresholds
+    model_path: Path | None = None  # the embedding model's file (for size reports)
 
     def prepare(self, image: np.ndarray, detection: Detection) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError

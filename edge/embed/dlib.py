@@ -48,6 +48,7 @@ class DlibEmbedder(EmbedderBase):
         self._dlib = dlib
         self.jitters = int(jitters)
         self.model_id = make_model_id("dlib-resnet-v1", sha256_file(resnet))
+        self.model_path = resnet
         self.thresholds = reference_thresholds(self.name, Thresholds(default=0.6, source="dlib's published 0.6"))
         self._predictor = dlib.shape_predictor(str(shape5))
         self._resnet = dlib.face_recognition_model_v1(str(resnet))

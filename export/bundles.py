@@ -1,0 +1,158 @@
+"""fp32 + INT8 model bundles of one network, each checked against PyTorch.
+
+Each bundle is a folder ``<out>/<name>-<format>-<precision>/`` holding the
+model file and ``manifest.json`` (:func:`facegate.edge.embed.bundle.write_bundle`).
+After writing, the bundle is loaded the way the door loads it
+(:func:`facegate.edge.embed.create_embedder`, checksum included) and its
+embeddings of real crops are compared with PyTorch's; the figures go into the
+manifest's ``evaluation`` under ``"parity"``, and a bundle that disagrees
+beyond :data:`MIN_COSINE` is refused (its manifest removed, ExportError).
+
+The LFW-half figures and thresholds in a manifest were measured with the
+PyTorch network (``evaluation.export.figures_from``); the parity figures say
+how far each artifact is from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from torch import nn
+
+from facegate.edge.embed.base import Thresholds
+from facegate.edge.embed.bundle import MANIFEST, BinaryHead, InputSpec, Manifest, write_bundle
+
+from . import ExportError
+from .parity import parity
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "facegate-mfn"
+#: precision -> (parity figure, the least it may be); INT8 is judged on the mean, fp32 on every crop
+MIN_COSINE: dict[str, tuple[str, float]] = {"fp32": ("cosine_min", 0.9999), "int8": ("cosine_mean", 0.98)}
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What every bundle of one export shares."""
+
+    thresholds: Thresholds
+    name: str = DEFAULT_NAME
+    version: str = "0"
+    binary_head: BinaryHead | None = None
+    evaluation: dict[str, Any] = field(default_factory=dict)  # the network's figures (LFW-half report keys)
+    calibration_source: str = ""
+    parity_source: str = ""
+
+
+@dataclass(frozen=True)
+class ExportedBundle:
+    folder: Path
+    manifest: Manifest
+    parity: dict[str, Any]
+
+    @property
+    def model_file(self) -> Path:
+        return self.folder / self.manifest.file
+
+    @property
+    def model_mb(self) -> float:
+        return round(self.model_file.stat().st_size / 1e6, 3)
+
+    def row(self) -> dict[str, Any]:
+        """One JSON-able line for the CLI."""
+        return {"bundle": str(self.folder), "model_id": self.manifest.model_id, "format": self.manifest.format,
+                "model_mb": self.model_mb, **{f"parity_{k}": v for k, v in self.parity.items()}}
+
+
+def _write(folder: Path, model: Path, fmt: str, precision: str, spec: InputSpec, dim: int, info: BundleInfo,
+           export: dict[str, Any], net: nn.Module, parity_crops: np.ndarray, threads: int) -> ExportedBundle:
+    from facegate.edge.embed import create_embedder
+
+    name = folder.name
+    export = {"format": fmt, "precision": precision, "figures_from": "pytorch fp32",
+              "output": "raw embedding; the runtime L2-normalises", "model_mb": round(model.stat().st_size / 1e6, 3),
+              **export}
+    fields: dict[str, Any] = dict(name=name, version=str(info.version), format=fmt, embedding_dim=dim, input=spec,
+                                  metric="euclidean_l2", thresholds=info.thresholds, binary_head=info.binary_head)
+    write_bundle(folder, model, **fields, evaluation={**info.evaluation, "export": export})
+    embedder = create_embedder(str(folder), threads=threads)
+    try:
+        figures = parity(net, embedder, parity_crops)
+    finally:
+        embedder.close()
+    figures = {"reference": "pytorch fp32 (BatchNorm unfolded)", "source": info.parity_source, **figures}
+    key, least = MIN_COSINE[precision]
+    if not figures[key] >= least:
+        (folder / MANIFEST).unlink(missing_ok=True)
+        raise ExportError(f"{name}: {key} {figures[key]:.6f} to PyTorch is below {least} on {figures['crops']} "
+                          f"crops; bundle refused (manifest removed)")
+    manifest = write_bundle(folder, model, **fields, evaluation={**info.evaluation, "export": export,
+                                                                 "parity": figures})
+    log.info("%s: %s, %.2f MB, cosine to torch min %.5f mean %.5f", folder, manifest.model_id,
+             model.stat().st_size / 1e6, figures["cosine_min"], figures["cosine_mean"])
+    return ExportedBundle(folder, manifest, figures)
+
+
+def _bundle(out: Path, info: BundleInfo, fmt: str, precision: str, ext: str,
+            make: Callable[[Path], Path]) -> tuple[Path, Path]:
+    folder = out / f"{info.name}-{fmt}-{precision}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).unlink(missing_ok=True)  # never a stale manifest next to a new model file
+    return folder, make(folder / f"{folder.name}.{ext}")
+
+
+def _crops(a: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8 or len(a) == 0:
+        raise ExportError(f"{what} crops must be a non-empty BGR uint8 (N, 112, 112, 3) array, "
+                          f"got {a.dtype} {a.shape}")
+    return a
+
+
+def export_onnx_bundles(net: nn.Module, out: str | Path, calibration_crops: np.ndarray, parity_crops: np.ndarray,
+                        info: BundleInfo, threads: int = 1) -> list[ExportedBundle]:
+    """``<name>-onnx-fp32`` and ``<name>-onnx-int8`` bundles in ``out``."""
+    import onnxruntime
+
+    from .onnx import ONNX_INPUT, export_onnx, quantize_onnx_int8
+
+    calib, check = _crops(calibration_crops, "calibration"), _crops(parity_crops, "parity")
+    out = Path(out)
+    net = net.eval()
+    folder, fp32 = _bundle(out, info, "onnx", "fp32", "onnx", lambda p: export_onnx(net, p))
+    done = [_write(folder, fp32, "onnx", "fp32", ONNX_INPUT, net.embedding_dim, info,
+                   {"tool": "torch.onnx.export (dynamo), BatchNorm folded", "io": "float32"}, net, check, threads)]
+    folder, int8 = _bundle(out, info, "onnx", "int8", "onnx", lambda p: quantize_onnx_int8(fp32, p, calib))
+    done.append(_write(folder, int8, "onnx", "int8", ONNX_INPUT, net.embedding_dim, info,
+                       {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static: QDQ, per-channel int8 "
+                                "weights, int8 activations, MinMax calibration",
+                        "io": "float32", "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
+                       net, check, threads))
+    return done
+
+
+def export_tflite_bundles(net: nn.Module, out: str | Path, calibration_crops: np.ndarray, parity_crops: np.ndarray,
+                          info: BundleInfo, threads: int = 1) -> list[ExportedBundle]:
+    """``<name>-tflite-fp32`` and ``<name>-tflite-int8`` bundles in ``out`` (needs litert-torch)."""
+    from .tflite import TFLITE_INPUT, TFLITE_INT8_INPUT, export_tflite, export_tflite_int8, litert_torch_version
+
+    calib, check = _crops(calibration_crops, "calibration"), _crops(parity_crops, "parity")
+    out = Path(out)
+    net = net.eval()
+    tool = f"litert-torch {litert_torch_version()}"
+    folder, fp32 = _bundle(out, info, "tflite", "fp32", "tflite", lambda p: export_tflite(net, p))
+    done = [_write(folder, fp32, "tflite", "fp32", TFLITE_INPUT, net.embedding_dim, info,
+                   {"tool": f"{tool}, BatchNorm folded", "io": "float32"}, net, check, threads)]
+    folder, int8 = _bundle(out, info, "tflite", "int8", "tflite", lambda p: export_tflite_int8(net, p, calib))
+    done.append(_write(folder, int8, "tflite", "int8", TFLITE_INT8_INPUT, net.embedding_dim, info,
+                       {"tool": f"{tool} PT2E: per-channel symmetric int8 weights, per-tensor int8 activations, "
+                                "histogram calibration",
+                        "io": "int8 (quantised with the model's own input/output scale and zero point)",
+                        "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
+                       net, check, threads))
+    return done

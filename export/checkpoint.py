@@ -1,0 +1,228 @@
+"""Read a network to export from whatever the training side saved.
+
+:func:`load_checkpoint` accepts, by content rather than by file name:
+
+1. **A training checkpoint** of ``facegate train run`` (``checkpoint.pt``, or
+   its run folder)::
+
+       {"format": 1,
+        "net_config": {...NetConfig fields; stages as dicts or [e, c, r, s] lists...},
+        "model": {"net": <FaceEmbeddingNet state_dict>,
+                  "heads": {"binary_head.linear.weight": ..., "binary_head.linear.bias": ..., ...}},
+        "config": {...the TrainConfig as a dict; "bundle_version" and "cache" are used...},
+        "state": {"step": ..., "epoch": ..., "seconds": ...},
+        "eval": {...facegate.edge.evaluate.lfw_half_report figures...}}
+
+   ``"model"`` may also be a plain state_dict, and the binary head may come
+   as ``"binary_head"``: a :class:`facegate.models.network.BinaryHead`
+   state_dict or ``{"weights": [...], "bias": b, "threshold": t}``.
+   ``"evaluation"`` / ``"report"`` are accepted for ``"eval"``, and an explicit
+   ``"thresholds": {"default": ..., "by_fmr": {...}}`` wins over the report.
+2. **A weights file** of ``facegate train export-bundle``:
+   ``{"net_config": {...}, "state_dict": {...}, "folded": bool, "step": n}``.
+3. **A plain state_dict** of :class:`FaceEmbeddingNet` (keys may carry a
+   ``module.`` or ``net.`` prefix), with its :class:`NetConfig` from the
+   ``net_config`` argument, a ``net_config.json`` / ``<name>.json`` next to the
+   file, or the default NetConfig. BatchNorm-folded state_dicts are recognised.
+
+Thresholds come from the figures of :func:`facegate.edge.evaluate.lfw_half_report`
+(``threshold_far_1e-3``, ``threshold_far_1e-4``); the door's default is the
+FMR 1e-4 one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from facegate.edge.embed.base import Thresholds
+from facegate.edge.embed.bundle import BinaryHead as ManifestHead
+from facegate.models.network import FaceEmbeddingNet, NetConfig, Stage, fold_batchnorm
+
+from . import ExportError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+DEFAULT_FMR = "1e-4"
+_PREFIXES = ("module.", "net.", "_orig_mod.")
+
+
+def net_config_from_dict(d: Mapping[str, Any]) -> NetConfig:
+    """A :class:`NetConfig` from its ``dataclasses.asdict`` form (stages as dicts or lists)."""
+    d = dict(d)
+    known = {f.name for f in dataclasses.fields(NetConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ExportError(f"net_config: unknown key(s) {', '.join(unknown)}")
+    if "stages" in d:
+        try:
+            d["stages"] = tuple(Stage(**s) if isinstance(s, Mapping) else Stage(*map(int, s)) for s in d["stages"])
+        except (TypeError, ValueError):
+            raise ExportError("net_config.stages: a list of {expansion, channels, repeats, stride}") from None
+    try:
+        return NetConfig(**d)
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"net_config: {exc}") from None
+
+
+def thresholds_from_report(report: Mapping[str, Any] | None, default_fmr: str = DEFAULT_FMR,
+                           source: str = "") -> Thresholds | None:
+    """Thresholds from an LFW-half report (``threshold_far_<fmr>`` keys), or None if it has none."""
+    if not report:
+        return None
+    if "default" in report and not any(k.startswith("threshold_far_") for k in report):
+        by = report.get("by_fmr", {})  # already in manifest form
+        return Thresholds(float(report["default"]), {str(k): float(v) for k, v in by.items()},
+                          str(report.get("source", source)))
+    by_fmr = {k[len("threshold_far_"):]: float(v) for k, v in report.items()
+              if k.startswith("threshold_far_") and v is not None}
+    if not by_fmr:
+        return None
+    if default_fmr not in by_fmr:
+        raise ExportError(f"the evaluation has thresholds at FMR {', '.join(sorted(by_fmr))}, not {default_fmr}")
+    where = source or f"{report.get('protocol', 'lfw-half')}, {int(report.get('impostor_pairs', 0)):,} impostor pairs"
+    return Thresholds(by_fmr[default_fmr], by_fmr, f"{where}; default at FMR {default_fmr}")
+
+
+def _strip(state: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in state.items():
+        for p in _PREFIXES:
+            if k.startswith(p):
+                k = k[len(p):]
+        out[k] = v
+    return out
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _build(cfg: NetConfig, state: Mapping[str, Any], folded: bool | None, where: str) -> FaceEmbeddingNet:
+    state = _strip(state)
+    if folded is None:  # a folded state_dict has no BatchNorm statistics
+        folded = not any(k.endswith("running_mean") for k in state)
+    net = FaceEmbeddingNet(cfg)
+    target = fold_batchnorm(net) if folded else net
+    try:
+        target.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ExportError(f"{where}: the state_dict does not fit NetConfig {cfg} "
+                          f"({first[0] if first else exc}...); pass the right net config") from None
+    return target.eval()
+
+
+def _binary_head(obj: Any) -> ManifestHead | None:
+    if obj is None:
+        return None
+    if isinstance(obj, ManifestHead):
+        return obj
+    if isinstance(obj, Mapping) and "weights" in obj:
+        return ManifestHead(tuple(float(w) for w in obj["weights"]), float(obj["bias"]),
+                            float(obj.get("threshold", 0.5)))
+    state = _strip({k.removeprefix("binary_head."): v for k, v in obj.items()}) if isinstance(obj, Mapping) else {}
+    if "linear.weight" in state:
+        w = state["linear.weight"].detach().float().reshape(-1)
+        b = state["linear.bias"].detach().float().reshape(-1)
+        return ManifestHead(tuple(float(x) for x in w), float(b[0]), 0.5)
+    raise ExportError("binary_head: neither a BinaryHead state_dict nor {weights, bias}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{path}: unreadable JSON ({exc})") from None
+
+
+def load_checkpoint(path: str | Path, net_config: NetConfig | Mapping[str, Any] | str | Path | None = None,
+                    default_fmr: str = DEFAULT_FMR) -> tuple[FaceEmbeddingNet, dict[str, Any]]:
+    """The network (eval mode, on CPU) and what else the file says, for export.
+
+    ``extras`` keys (each present, None / empty when unknown):
+    ``kind`` ("training" | "weights" | "state_dict"), ``net_config`` (NetConfig),
+    ``folded`` (bool: the network is already BatchNorm-folded), ``binary_head``
+    (a manifest BinaryHead), ``evaluation`` (the report dict), ``thresholds``
+    (Thresholds from the report at ``default_fmr``), ``config`` (training
+    config dict), ``step``, ``version`` (the recipe's bundle_version), ``path``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise ExportError(f"{path}: no checkpoint")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle / zip / runtime errors alike
+        raise ExportError(f"{path}: not a torch checkpoint ({exc})") from None
+
+    cfg_arg: NetConfig | None = None
+    if isinstance(net_config, NetConfig):
+        cfg_arg = net_config
+    elif isinstance(net_config, (str, Path)):
+        cfg_arg = net_config_from_dict(_read_json(Path(net_config)))
+    elif net_config is not None:
+        cfg_arg = net_config_from_dict(net_config)
+
+    extras: dict[str, Any] = {"kind": None, "net_config": None, "folded": False, "binary_head": None,
+                              "evaluation": {}, "thresholds": None, "config": {}, "step": None, "version": None,
+                              "path": str(path)}
+    if _is_state_dict(obj):
+        extras["kind"] = "state_dict"
+        cfg = cfg_arg
+        if cfg is None:
+            for side in (path.with_suffix(".json"), path.parent / "net_config.json"):
+                if side.is_file():
+                    cfg = net_config_from_dict(_read_json(side))
+                    break
+        cfg = cfg or NetConfig()
+        state, folded = obj, None
+    elif isinstance(obj, Mapping):
+        raw_cfg = obj.get("net_config")
+        cfg = cfg_arg or (net_config_from_dict(raw_cfg) if raw_cfg is not None else NetConfig())
+        model = obj.get("model", obj.get("state_dict"))
+        heads: Mapping[str, Any] = {}
+        if isinstance(model, Mapping) and "net" in model and _is_state_dict(model["net"]):
+            state, heads = model["net"], model.get("heads") or {}
+        elif _is_state_dict(model):
+            state = model
+        else:
+            raise ExportError(f"{path}: no network weights (expected 'model' or 'state_dict'; "
+                              f"keys: {', '.join(map(str, obj))})")
+        extras["kind"] = "training" if "model" in obj else "weights"
+        folded = obj.get("folded")
+        head_obj = obj.get("binary_head")
+        if head_obj is None and any(k.startswith("binary_head.") for k in heads):
+            head_obj = {k: v for k, v in heads.items() if k.startswith("binary_head.")}
+        extras["binary_head"] = _binary_head(head_obj)
+        report = obj.get("eval") or obj.get("evaluation") or obj.get("report") or {}
+        extras["evaluation"] = dict(report)
+        config = obj.get("config") or {}
+        extras["config"] = dict(config) if isinstance(config, Mapping) else {}
+        state_info = obj.get("state") or {}
+        extras["step"] = obj.get("step", state_info.get("step") if isinstance(state_info, Mapping) else None)
+        extras["version"] = extras["config"].get("bundle_version")
+        explicit = obj.get("thresholds")
+        step = f", step {extras['step']}" if extras["step"] is not None else ""
+        extras["thresholds"] = (thresholds_from_report(explicit, default_fmr) if explicit else
+                                thresholds_from_report(report, default_fmr, source=(
+                                    f"facegate train ({report.get('protocol', 'lfw-half')}, "
+                                    f"{int(report.get('impostor_pairs', 0)):,} impostor pairs{step})")
+                                    if report else ""))
+    else:
+        raise ExportError(f"{path}: neither a state_dict nor a checkpoint dict ({type(obj).__name__})")
+    net = _build(cfg, state, folded, str(path))
+    extras["net_config"] = cfg
+    extras["folded"] = not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    if extras["binary_head"] is not None and len(extras["binary_head"].weights) != cfg.embedding_dim:
+        raise ExportError(f"{path}: binary head has {len(extras['binary_head'].weights)} weights "
+                          f"for {cfg.embedding_dim}-d embeddings")
+    log.info("%s: %s checkpoint, %s", path, extras["kind"], cfg)
+    return net, extras

@@ -1,0 +1,289 @@
+"""Export: PyTorch -> ONNX / TFLite bundles (fp32 + INT8), checked the way the door loads them.
+
+A small random network whose BatchNorm statistics are set on real crops (so
+its activations are scaled like a trained network's; raw kaiming-initialised
+weights give ~1e-6 outputs that no INT8 scheme can represent), and real
+aligned crops: the public-domain portraits, detected and aligned by the
+device's own pipeline, with door-camera augmentations.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+
+from facegate.edge.embed import create_embedder  # noqa: E402
+from facegate.edge.embed.base import Thresholds  # noqa: E402
+from facegate.edge.embed.bundle import load_bundle  # noqa: E402
+from facegate.edge.errors import BackendUnavailable, ChecksumError  # noqa: E402
+
+SMALL = dict(embedding_dim=64, stem_channels=16, head_channels=96,
+             stages=((1, 16, 1, 2), (2, 24, 2, 1), (2, 32, 1, 2), (2, 32, 2, 1), (2, 48, 1, 2)))
+THRESHOLDS = Thresholds(0.9, {"1e-3": 1.0, "1e-4": 0.9}, "test")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def crops() -> dict[str, np.ndarray]:
+    """Aligned 112x112 crops of two portraits with door-camera augmentations: calibration and parity sets."""
+    from facegate.edge.align import warp_face
+    from facegate.edge.detect.mtcnn import MtcnnDetector
+    from facegate.edge.samples import sample_portrait
+    from facegate.models.data import AugmentConfig, augment
+
+    detector = MtcnnDetector(min_face_size=40)
+    faces = []
+    for name in ("astronaut", "grace_hopper"):
+        image = sample_portrait(name)
+        dets = detector.detect(image)
+        assert dets, f"no face in {name}"
+        faces.append(warp_face(image, dets[0].landmarks, 112))
+    cfg = AugmentConfig(p_jpeg=0.0)  # keep the test fast; the rest is the training recipe
+
+    def make(n: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return np.stack([augment(faces[i % 2], rng, cfg) for i in range(n)])
+
+    return {"calib": make(64, 1), "parity": make(48, 2), "bn": make(64, 3)}
+
+
+@pytest.fixture(scope="module")
+def net(crops):
+    """The small network with BatchNorm running statistics measured on crops, in eval mode."""
+    from facegate.export.checkpoint import net_config_from_dict
+    from facegate.models.data import preprocess
+    from facegate.models.network import FaceEmbeddingNet
+
+    torch.manual_seed(0)
+    model = FaceEmbeddingNet(net_config_from_dict(SMALL))
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        for k in range(0, len(crops["bn"]), 32):
+            model(torch.from_numpy(preprocess(crops["bn"][k:k + 32])))
+    return model.eval()
+
+
+def _info(**kw):
+    from facegate.export.bundles import BundleInfo
+    from facegate.models.network import BinaryHead
+
+    head = BinaryHead(SMALL["embedding_dim"])
+    torch.nn.init.normal_(head.linear.weight, std=0.1)
+    return BundleInfo(thresholds=THRESHOLDS, name="t", version="7", binary_head=head.to_manifest(0.5),
+                      evaluation={"accuracy_mean": 0.5}, calibration_source="portraits",
+                      parity_source="portraits", **kw)
+
+
+@pytest.fixture(scope="module")
+def onnx_bundles(net, crops, tmp_path_factory):
+    from facegate.export.bundles import export_onnx_bundles
+
+    out = tmp_path_factory.mktemp("onnx")
+    return export_onnx_bundles(net, out, crops["calib"], crops["parity"], _info())
+
+
+@pytest.fixture(scope="module")
+def tflite_bundles(net, crops, tmp_path_factory):
+    pytest.importorskip("litert_torch")
+    from facegate.export.bundles import export_tflite_bundles
+
+    out = tmp_path_factory.mktemp("tflite")
+    return export_tflite_bundles(net, out, crops["calib"], crops["parity"], _info())
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+# --- round trips --------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_export_writes_an_fp32_and_an_int8_bundle_the_door_loads(fmt, request, net, crops):
+    from facegate.export.parity import parity
+
+    bundles = request.getfixturevalue(f"{fmt}_bundles")
+    assert [b.folder.name for b in bundles] == [f"t-{fmt}-fp32", f"t-{fmt}-int8"]
+    for b in bundles:
+        manifest, model = load_bundle(b.folder)  # checksum verified
+        assert manifest == b.manifest and model.suffix == f".{fmt}"
+        assert manifest.format == fmt and manifest.version == "7" and manifest.embedding_dim == 64
+        assert manifest.thresholds == THRESHOLDS and manifest.binary_head is not None
+        assert len(manifest.binary_head.weights) == 64
+        ev = manifest.evaluation
+        assert ev["accuracy_mean"] == 0.5 and ev["export"]["precision"] in ("fp32", "int8")
+        assert ev["parity"]["crops"] == len(crops["parity"]) and ev["export"]["model_mb"] > 0
+        emb = create_embedder(str(b.folder))
+        assert type(emb).__name__ == ("OnnxEmbedder" if fmt == "onnx" else "TfliteEmbedder")
+        assert emb.model_id == manifest.model_id
+        # a fresh measurement on the calibration-like crops, through the device's embedder
+        p = parity(net, emb, crops["parity"])
+        if manifest.evaluation["export"]["precision"] == "fp32":
+            assert p["cosine_min"] > 0.9999, p
+        else:
+            assert p["cosine_mean"] > 0.98 and p["cosine_min"] > 0.95, p
+        emb.close()
+    fp32, int8 = (b.model_file.stat().st_size for b in bundles)
+    assert int8 < 0.5 * fp32
+
+
+def test_tflite_bundles_take_nhwc_input_and_int8_io(tflite_bundles):
+    fp32, int8 = (b.manifest.input for b in tflite_bundles)
+    assert fp32.layout == int8.layout == "nhwc"
+    assert (fp32.dtype, int8.dtype) == ("float32", "int8")
+    emb = create_embedder(str(tflite_bundles[1].folder))
+    assert np.dtype(emb._in["dtype"]) == np.int8 and np.dtype(emb._out["dtype"]) == np.int8
+
+
+def test_onnx_and_tflite_give_the_same_embedding(onnx_bundles, tflite_bundles, crops):
+    x = list(crops["parity"][:16])
+    got = {f"{b.manifest.format}-{b.manifest.evaluation['export']['precision']}":
+           create_embedder(str(b.folder)).embed_prepared(x) for b in onnx_bundles + tflite_bundles}
+    assert _cos(got["onnx-fp32"], got["tflite-fp32"]).min() > 0.9999
+    assert np.abs(got["onnx-fp32"] - got["tflite-fp32"]).max() < 2e-3
+    assert _cos(got["onnx-int8"], got["tflite-int8"]).mean() > 0.97
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_a_batch_embeds_like_single_faces(fmt, request, crops):
+    for b in request.getfixturevalue(f"{fmt}_bundles"):
+        emb = create_embedder(str(b.folder))
+        batch = emb.embed_prepared(list(crops["parity"][:5]))
+        single = np.concatenate([emb.embed_prepared([c]) for c in crops["parity"][:5]])
+        np.testing.assert_allclose(batch, single, atol=1e-5)
+        assert emb.embed_prepared([]).shape == (0, 64)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_a_tampered_model_file_is_refused(fmt, request, tmp_path):
+    import shutil
+
+    src = request.getfixturevalue(f"{fmt}_bundles")[1].folder
+    folder = Path(shutil.copytree(src, tmp_path / src.name))
+    manifest, model = load_bundle(folder)
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError):
+        create_embedder(str(folder))
+
+
+def test_tflite_embedder_says_how_to_install_the_runtime(tflite_bundles, monkeypatch):
+    from facegate.edge.embed.tflite import TfliteEmbedder
+
+    for name in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    with pytest.raises(BackendUnavailable, match=r"facegate\[tflite\]"):
+        TfliteEmbedder(tflite_bundles[0].folder)
+
+
+def test_a_bundle_that_disagrees_with_pytorch_is_refused(net, crops, tmp_path, monkeypatch):
+    from facegate.export import ExportError, bundles
+
+    monkeypatch.setitem(bundles.MIN_COSINE, "fp32", ("cosine_min", 1.01))
+    with pytest.raises(ExportError, match="refused"):
+        bundles.export_onnx_bundles(net, tmp_path, crops["calib"][:8], crops["parity"][:8], _info())
+    assert not (tmp_path / "t-onnx-fp32" / "manifest.json").exists()
+
+
+# --- checkpoints -------------------------------------------------------------------------
+def _same_net(a, b, crops) -> None:
+    from facegate.export.parity import torch_embeddings
+
+    np.testing.assert_allclose(torch_embeddings(a, crops[:4]), torch_embeddings(b, crops[:4]), atol=1e-5)
+
+
+def test_load_checkpoint_reads_a_training_checkpoint(net, crops, tmp_path):
+    import dataclasses
+
+    from facegate.export.checkpoint import load_checkpoint
+
+    head = {"binary_head.linear.weight": torch.full((1, 64), 0.5), "binary_head.linear.bias": torch.tensor([-1.0])}
+    report = {"protocol": "lfw-half", "impostor_pairs": 1000, "threshold_far_1e-3": 1.1, "threshold_far_1e-4": 0.95}
+    ckpt = {"format": 1, "config": {"bundle_version": "1.2.0", "cache": "/nowhere"},
+            "net_config": dataclasses.asdict(net.config),
+            "model": {"net": net.state_dict(), "heads": {**head, "teacher_proj.weight": torch.zeros(2, 2)}},
+            "state": {"step": 42, "epoch": 1, "seconds": 3.0}, "eval": report}
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    loaded, extras = load_checkpoint(tmp_path)  # the run folder
+    _same_net(net, loaded, crops["parity"])
+    assert extras["kind"] == "training" and extras["step"] == 42 and extras["version"] == "1.2.0"
+    assert extras["thresholds"].default == 0.95 and extras["thresholds"].by_fmr == {"1e-3": 1.1, "1e-4": 0.95}
+    assert "step 42" in extras["thresholds"].source
+    assert extras["binary_head"].weights == (0.5,) * 64 and extras["binary_head"].bias == -1.0
+    assert extras["net_config"] == net.config and not extras["folded"]
+
+
+def test_load_checkpoint_reads_plain_and_folded_state_dicts(net, crops, tmp_path):
+    import dataclasses
+
+    from facegate.export.checkpoint import load_checkpoint
+    from facegate.models.network import fold_batchnorm
+
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "plain.pt")
+    (tmp_path / "plain.json").write_text(json.dumps(dataclasses.asdict(net.config)))
+    loaded, extras = load_checkpoint(tmp_path / "plain.pt")
+    _same_net(net, loaded, crops["parity"])
+    assert extras["kind"] == "state_dict" and extras["thresholds"] is None and extras["binary_head"] is None
+    torch.save({"net_config": dataclasses.asdict(net.config), "folded": True, "step": 3,
+                "state_dict": fold_batchnorm(net).state_dict()}, tmp_path / "folded.pt")
+    loaded, extras = load_checkpoint(tmp_path / "folded.pt")
+    _same_net(net, loaded, crops["parity"])
+    assert extras["kind"] == "weights" and extras["folded"] and extras["step"] == 3
+
+
+def test_facegate_export_onnx_command(net, crops, tmp_path, capsys):
+    import dataclasses
+
+    from facegate.edge.cli import main
+
+    torch.save({"format": 1, "net_config": dataclasses.asdict(net.config), "model": {"net": net.state_dict()},
+                "eval": {"threshold_far_1e-3": 1.1, "threshold_far_1e-4": 0.95, "accuracy_mean": 0.6}},
+               tmp_path / "ckpt.pt")
+    np.save(tmp_path / "crops.npy", np.concatenate([crops["calib"], crops["parity"]]))
+    code = main(["export", "onnx", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "out"), "--calib",
+                 str(tmp_path / "crops.npy"), "--calib-count", "32", "--parity-count", "40", "--json"])
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(r["bundle"]).name for r in rows] == ["facegate-mfn-onnx-fp32", "facegate-mfn-onnx-int8"]
+    manifest, _ = load_bundle(rows[1]["bundle"])
+    assert manifest.thresholds.default == 0.95 and manifest.evaluation["accuracy_mean"] == 0.6
+    assert manifest.evaluation["parity"]["crops"] == 40 and manifest.evaluation["export"]["calibration"]["crops"] == 32
+    # no thresholds anywhere: a one-line error, not a bundle with a made-up threshold
+    torch.save(net.state_dict(), tmp_path / "bare.pt")
+    (tmp_path / "nc.json").write_text(json.dumps(dataclasses.asdict(net.config)))
+    code = main(["export", "onnx", str(tmp_path / "bare.pt"), "--net-config", str(tmp_path / "nc.json"),
+                 "--out", str(tmp_path / "o2"), "--calib", str(tmp_path / "crops.npy")])
+    assert code == 2 and "no evaluated thresholds" in capsys.readouterr().err
+
+
+def test_the_export_command_registers_without_torch():
+    code = ("import sys; from facegate.edge.cli import build_parser; build_parser(); "
+            "assert 'facegate.export.cli' in sys.modules; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_bench_reports_the_model_file_size(onnx_bundles):
+    from facegate.edge.bench import _model_mb
+
+    b = onnx_bundles[0]
+    assert _model_mb(create_embedder(str(b.folder))) == round(b.model_file.stat().st_size / 1e6, 3)
+    assert _model_mb(object()) is None
