@@ -70,7 +70,8 @@ class ExportedBundle:
 
 
 def _write(folder: Path, model: Path, fmt: str, precision: str, spec: InputSpec, dim: int, info: BundleInfo,
-           export: dict[str, Any], net: nn.Module, parity_crops: np.ndarray, threads: int) -> ExportedBundle:
+           export: dict[str, Any], net: nn.Module, parity_crops: np.ndarray, threads: int,
+           min_cosine: dict[str, tuple[str, float]] | None) -> ExportedBundle:
     from facegate.edge.embed import create_embedder
 
     name = folder.name
@@ -86,7 +87,7 @@ def _write(folder: Path, model: Path, fmt: str, precision: str, spec: InputSpec,
     finally:
         embedder.close()
     figures = {"reference": "pytorch fp32 (BatchNorm unfolded)", "source": info.parity_source, **figures}
-    key, least = MIN_COSINE[precision]
+    key, least = (min_cosine or MIN_COSINE)[precision]
     if not figures[key] >= least:
         (folder / MANIFEST).unlink(missing_ok=True)
         raise ExportError(f"{name}: {key} {figures[key]:.6f} to PyTorch is below {least} on {figures['crops']} "
@@ -115,8 +116,12 @@ def _crops(a: np.ndarray, what: str) -> np.ndarray:
 
 
 def export_onnx_bundles(net: nn.Module, out: str | Path, calibration_crops: np.ndarray, parity_crops: np.ndarray,
-                        info: BundleInfo, threads: int = 1) -> list[ExportedBundle]:
-    """``<name>-onnx-fp32`` and ``<name>-onnx-int8`` bundles in ``out``."""
+                        info: BundleInfo, threads: int = 1,
+                        min_cosine: dict[str, tuple[str, float]] | None = None) -> list[ExportedBundle]:
+    """``<name>-onnx-fp32`` and ``<name>-onnx-int8`` bundles in ``out``.
+
+    ``min_cosine``: precision -> (parity figure, least value), default :data:`MIN_COSINE`.
+    """
     import onnxruntime
 
     from .onnx import ONNX_INPUT, export_onnx, quantize_onnx_int8
@@ -126,19 +131,21 @@ def export_onnx_bundles(net: nn.Module, out: str | Path, calibration_crops: np.n
     net = net.eval()
     folder, fp32 = _bundle(out, info, "onnx", "fp32", "onnx", lambda p: export_onnx(net, p))
     done = [_write(folder, fp32, "onnx", "fp32", ONNX_INPUT, net.embedding_dim, info,
-                   {"tool": "torch.onnx.export (dynamo), BatchNorm folded", "io": "float32"}, net, check, threads)]
+                   {"tool": "torch.onnx.export (dynamo), BatchNorm folded", "io": "float32"}, net, check, threads, min_cosine)]
     folder, int8 = _bundle(out, info, "onnx", "int8", "onnx", lambda p: quantize_onnx_int8(fp32, p, calib))
     done.append(_write(folder, int8, "onnx", "int8", ONNX_INPUT, net.embedding_dim, info,
                        {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static: QDQ, per-channel int8 "
-                                "weights, int8 activations, MinMax calibration",
+                                "weights, uint8 activations, MinMax calibration",
                         "io": "float32", "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
-                       net, check, threads))
+                       net, check, threads, min_cosine))
     return done
 
 
 def export_tflite_bundles(net: nn.Module, out: str | Path, calibration_crops: np.ndarray, parity_crops: np.ndarray,
-                          info: BundleInfo, threads: int = 1) -> list[ExportedBundle]:
-    """``<name>-tflite-fp32`` and ``<name>-tflite-int8`` bundles in ``out`` (needs litert-torch)."""
+                          info: BundleInfo, threads: int = 1,
+                          min_cosine: dict[str, tuple[str, float]] | None = None) -> list[ExportedBundle]:
+    """``<name>-tflite-fp32`` and ``<name>-tflite-int8`` bundles in ``out`` (needs litert-torch); see
+    :func:`export_onnx_bundles`."""
     from .tflite import TFLITE_INPUT, TFLITE_INT8_INPUT, export_tflite, export_tflite_int8, litert_torch_version
 
     calib, check = _crops(calibration_crops, "calibration"), _crops(parity_crops, "parity")
@@ -147,12 +154,12 @@ def export_tflite_bundles(net: nn.Module, out: str | Path, calibration_crops: np
     tool = f"litert-torch {litert_torch_version()}"
     folder, fp32 = _bundle(out, info, "tflite", "fp32", "tflite", lambda p: export_tflite(net, p))
     done = [_write(folder, fp32, "tflite", "fp32", TFLITE_INPUT, net.embedding_dim, info,
-                   {"tool": f"{tool}, BatchNorm folded", "io": "float32"}, net, check, threads)]
+                   {"tool": f"{tool}, BatchNorm folded", "io": "float32"}, net, check, threads, min_cosine)]
     folder, int8 = _bundle(out, info, "tflite", "int8", "tflite", lambda p: export_tflite_int8(net, p, calib))
     done.append(_write(folder, int8, "tflite", "int8", TFLITE_INT8_INPUT, net.embedding_dim, info,
                        {"tool": f"{tool} PT2E: per-channel symmetric int8 weights, per-tensor int8 activations, "
                                 "histogram calibration",
                         "io": "int8 (quantised with the model's own input/output scale and zero point)",
                         "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
-                       net, check, threads))
+                       net, check, threads, min_cosine))
     return done

@@ -56,7 +56,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     require(fmt)
     import torch
 
-    from .bundles import BundleInfo, export_onnx_bundles, export_tflite_bundles
+    from .bundles import MIN_COSINE, BundleInfo, export_onnx_bundles, export_tflite_bundles
     from .checkpoint import load_checkpoint, thresholds_from_report
     from .crops import calibration_and_parity
 
@@ -87,7 +87,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                       binary_head=extras["binary_head"], evaluation=evaluation,
                       calibration_source=str(calib_src), parity_source=str(parity_src or calib_src))
     run = export_onnx_bundles if fmt == "onnx" else export_tflite_bundles
-    for b in run(net, args.out, calib, check, info, threads=args.threads):
+    floors = {**MIN_COSINE, "int8": ("cosine_mean", args.min_int8_cosine)}
+    for b in run(net, args.out, calib, check, info, threads=args.threads, min_cosine=floors):
         row = b.row()
         if args.json:
             print(json.dumps(row), flush=True)
@@ -125,6 +126,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         p.add_argument("--fmr", default="1e-4", help="FMR whose threshold is the default (default: %(default)s)")
         p.add_argument("--name", default="facegate-mfn", help="bundle name prefix (default: %(default)s)")
         p.add_argument("--version", default=None, help="bundle version (default: the recipe's bundle_version)")
+        p.add_argument("--min-int8-cosine", type=float, default=0.98,
+                       help="refuse an INT8 bundle whose mean cosine to PyTorch is lower (default: %(default)s)")
         p.add_argument("--threads", type=int, default=1, help="threads for torch and the runtimes (default: 1)")
         p.add_argument("--seed", type=int, default=0, help="crop sampling seed (default: 0)")
         p.add_argument("--json", action="store_true", help="one JSON line per bundle")

@@ -1,10 +1,17 @@
 """Export: PyTorch -> ONNX / TFLite bundles (fp32 + INT8), checked the way the door loads them.
 
-A small random network whose BatchNorm statistics are set on real crops (so
-its activations are scaled like a trained network's; raw kaiming-initialised
-weights give ~1e-6 outputs that no INT8 scheme can represent), and real
-aligned crops: the public-domain portraits, detected and aligned by the
+Crops are real: the public-domain portraits, detected and aligned by the
 device's own pipeline, with door-camera augmentations.
+
+The network is small and random, and a random network is a poor stand-in for
+a trained one under INT8: with BatchNorm statistics measured on faces it is
+chaotic (one grey level of input noise moves its embedding to cosine ~0.95),
+while a trained face network is built to ignore such noise. :func:`net`
+therefore gives it a smoothing stem, BatchNorm variances inflated 1.5x in the
+body and the embedding BatchNorm measured on the resulting features: one
+grey level of noise then costs < 0.01 of cosine and the embeddings of
+different crops stay spread (mean cosine ~0), so INT8 parity says something.
+The fp32 parity (> 0.9999 on every crop) is unaffected by any of this.
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ from facegate.edge.embed.base import Thresholds  # noqa: E402
 from facegate.edge.embed.bundle import load_bundle  # noqa: E402
 from facegate.edge.errors import BackendUnavailable, ChecksumError  # noqa: E402
 
-SMALL = dict(embedding_dim=64, stem_channels=16, head_channels=96,
-             stages=((1, 16, 1, 2), (2, 24, 2, 1), (2, 32, 1, 2), (2, 32, 2, 1), (2, 48, 1, 2)))
+SMALL = dict(embedding_dim=64, stem_channels=32, head_channels=128,
+             stages=((1, 32, 1, 2), (2, 48, 2, 2), (2, 64, 1, 2)))  # a residual block in the middle stage
 THRESHOLDS = Thresholds(0.9, {"1e-3": 1.0, "1e-4": 0.9}, "test")
 
 
@@ -65,22 +72,30 @@ def crops() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def net(crops):
-    """The small network with BatchNorm running statistics measured on crops, in eval mode."""
+    """The small network with BatchNorm statistics from crops (see the module docstring), in eval mode."""
     from facegate.export.checkpoint import net_config_from_dict
     from facegate.models.data import preprocess
     from facegate.models.network import FaceEmbeddingNet
 
     torch.manual_seed(0)
     model = FaceEmbeddingNet(net_config_from_dict(SMALL))
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches below
-    model.train()
+    stem = model.features[0][0].weight
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    x = torch.from_numpy(preprocess(crops["bn"]))
     with torch.no_grad():
-        for k in range(0, len(crops["bn"]), 32):
-            model(torch.from_numpy(preprocess(crops["bn"][k:k + 32])))
-    return model.eval()
+        stem.copy_(stem.mean(dim=(2, 3), keepdim=True).expand_as(stem))  # a low-pass first layer
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        model.train()
+        model(x)
+        for m in bns[:-1]:
+            m.running_var *= 1.5
+        model.eval()
+        f = model.embedding[0](model.gdc(model.features(x)).flatten(1))
+        bns[-1].running_mean.copy_(f.mean(0))
+        bns[-1].running_var.copy_(f.var(0))
+    return model
 
 
 def _info(**kw):
@@ -118,7 +133,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --- round trips --------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_export_writes_an_fp32_and_an_int8_bundle_the_door_loads(fmt, request, net, crops):
-    from facegate.export.parity import parity
+    from facegate.export.parity import parity, torch_embeddings
 
     bundles = request.getfixturevalue(f"{fmt}_bundles")
     assert [b.folder.name for b in bundles] == [f"t-{fmt}-fp32", f"t-{fmt}-int8"]
@@ -140,6 +155,9 @@ def test_export_writes_an_fp32_and_an_int8_bundle_the_door_loads(fmt, request, n
             assert p["cosine_min"] > 0.9999, p
         else:
             assert p["cosine_mean"] > 0.98 and p["cosine_min"] > 0.95, p
+            # and no face is mistaken for another: each crop's nearest PyTorch embedding is its own
+            got, ref = emb.embed_prepared(list(crops["parity"])), torch_embeddings(net, crops["parity"])
+            assert (np.argmax(got @ ref.T, axis=1) == np.arange(len(ref))).all()
         emb.close()
     fp32, int8 = (b.model_file.stat().st_size for b in bundles)
     assert int8 < 0.5 * fp32
@@ -195,12 +213,12 @@ def test_tflite_embedder_says_how_to_install_the_runtime(tflite_bundles, monkeyp
         TfliteEmbedder(tflite_bundles[0].folder)
 
 
-def test_a_bundle_that_disagrees_with_pytorch_is_refused(net, crops, tmp_path, monkeypatch):
+def test_a_bundle_that_disagrees_with_pytorch_is_refused(net, crops, tmp_path):
     from facegate.export import ExportError, bundles
 
-    monkeypatch.setitem(bundles.MIN_COSINE, "fp32", ("cosine_min", 1.01))
+    floors = {**bundles.MIN_COSINE, "fp32": ("cosine_min", 1.01)}
     with pytest.raises(ExportError, match="refused"):
-        bundles.export_onnx_bundles(net, tmp_path, crops["calib"][:8], crops["parity"][:8], _info())
+        bundles.export_onnx_bundles(net, tmp_path, crops["calib"][:8], crops["parity"][:8], _info(), min_cosine=floors)
     assert not (tmp_path / "t-onnx-fp32" / "manifest.json").exists()
 
 
@@ -287,3 +305,21 @@ def test_bench_reports_the_model_file_size(onnx_bundles):
     b = onnx_bundles[0]
     assert _model_mb(create_embedder(str(b.folder))) == round(b.model_file.stat().st_size / 1e6, 3)
     assert _model_mb(object()) is None
+
+
+def test_a_tflite_bundle_runs_without_torch(tflite_bundles):
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "litert_torch", "jax", "tensorflow"):
+            raise ImportError("blocked")
+sys.meta_path.insert(0, Block())
+import numpy as np
+from facegate.edge.embed import create_embedder
+for folder in {[str(b.folder) for b in tflite_bundles]!r}:
+    v = create_embedder(folder).embed_prepared([np.full((112, 112, 3), 100, np.uint8)] * 2)
+    assert v.shape == (2, 64), v.shape
+assert "torch" not in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
