@@ -173,6 +173,12 @@ class DoorDaemon:
         self.stall_seconds = stall_seconds
         self.reconnect_backoff = reconnect_backoff
         self.stats = DaemonStats()
+        # No face images are stored unless [storage] save_face_images = true.
+        self.faces_dir: Path | None = None
+        if config.storage.save_face_images and config.storage.gallery != ":memory:":
+            self.faces_dir = Path(config.storage.gallery).parent / "faces"
+            self.faces_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._prune_faces()
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._visit_start: float | None = None
@@ -286,12 +292,31 @@ class DoorDaemon:
         self.stats.processing_ms.append(ms)
         if self._should_audit(decision, frame.timestamp):
             decision = Decision(**{**asdict(decision), "latency_ms": round(ms, 1)})
-            self.audit.record(decision)
+            event = self.audit.record(decision)
+            if self.faces_dir is not None and face is not None:
+                self._save_face(event, decision, face.crop.image)
         else:
             log.debug("frame %d: %s %s", frame.index, decision.outcome, decision.reason)
         if self.on_decision is not None:
             self.on_decision(frame, decision)
         return decision
+
+    def _save_face(self, event: int, decision: Decision, crop) -> None:
+        """Keep the aligned crop of an audited decision (only when the user turned it on)."""
+        import cv2
+
+        assert self.faces_dir is not None
+        path = self.faces_dir / f"{event:08d}-{decision.outcome}.jpg"
+        if not cv2.imwrite(str(path), crop):
+            log.error("could not save %s", path)
+
+    def _prune_faces(self) -> None:
+        """Face crops follow the audit log's retention."""
+        assert self.faces_dir is not None
+        cutoff = time.time() - self.config.storage.audit_retention_days * 86400
+        for f in self.faces_dir.glob("*.jpg"):
+            if f.stat().st_mtime < cutoff:
+                f.unlink(missing_ok=True)
 
     def _should_audit(self, decision: Decision, now: float) -> bool:
         """Every grant; a deny or lockout when it starts or once per attempt slice.

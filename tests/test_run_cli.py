@@ -69,3 +69,14 @@ def test_doctor_reports_each_part_and_fails_on_a_missing_camera(installation, ca
     assert rows["gallery"]["status"] == "warn"  # not created yet: says to enroll
     assert rows["camera"]["status"] == "fail"
     assert rows["gpio"]["status"] == "warn"  # the log lock drives no relay
+
+
+def test_face_images_are_kept_only_when_turned_on(installation, tmp_path):
+    cfg, gallery = installation
+    assert main(["enroll", "eileen", str(portrait_path("astronaut")), "--gallery", str(gallery)]) == 0
+    assert main(["run", "--config", str(cfg)]) == 0
+    assert not (gallery.parent / "faces").exists()
+    cfg.write_text(cfg.read_text().replace("[storage]", "[storage]\nsave_face_images = true"))
+    assert main(["run", "--config", str(cfg)]) == 0
+    saved = sorted(p.name for p in (gallery.parent / "faces").glob("*.jpg"))
+    assert saved and all(name.endswith(("-grant.jpg", "-deny.jpg")) for name in saved)
