@@ -241,3 +241,22 @@ def test_sighup_reloads_the_gallery_and_a_changed_config(pipeline, pins, tmp_pat
         cfg_file.write_text("[policy]\nk = 9\nn = 2\n")  # invalid: k > n
         daemon.reload()
         assert daemon.policy.config.k == 3  # the bad file is refused, the running config kept
+
+
+def test_the_stall_guard_locks_an_open_door_when_the_loop_stops_beating(pins):
+    from facegate.edge.daemon import StallGuard
+
+    lock = GpioLock(PIN, unlock_seconds=30.0, pin_factory=pins)
+    pins.locks.append(lock)
+    guard = StallGuard(lock, stall_seconds=0.3).start()
+    try:
+        lock.unlock()
+        for _ in range(5):  # a healthy loop keeps beating: the door stays as it is
+            guard.beat()
+            time.sleep(0.1)
+        assert not lock.is_locked
+        time.sleep(1.0)  # the loop is stuck (a frame hung in native code)
+        assert lock.is_locked and guard.tripped == 1
+    finally:
+        guard.stop()
+    assert [s.state for s in pins.pin(PIN).states] == [False, True, False]
