@@ -11,11 +11,16 @@ beyond :data:`MIN_COSINE` is refused (its manifest removed, ExportError).
 The LFW-half figures and thresholds in a manifest were measured with the
 PyTorch network (``evaluation.export.figures_from``); the parity figures say
 how far each artifact is from it.
+
+:func:`export_checkpoint_bundles` is the whole job for a checkpoint (crops,
+thresholds, figures, both bundles): ``facegate export onnx|tflite`` and the
+end of ``facegate train run`` (``export = true``) both call it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +32,8 @@ from facegate.edge.embed.base import Thresholds
 from facegate.edge.embed.bundle import MANIFEST, BinaryHead, InputSpec, Manifest, write_bundle
 
 from . import ExportError
+from .checkpoint import manifest_evaluation
+from .crops import calibration_and_parity
 from .parity import parity
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,18 @@ class ExportedBundle:
         """One JSON-able line for the CLI."""
         return {"bundle": str(self.folder), "model_id": self.manifest.model_id, "format": self.manifest.format,
                 "model_mb": self.model_mb, **{f"parity_{k}": v for k, v in self.parity.items()}}
+
+
+class BundleRefused(ExportError):
+    """A bundle failed its parity check after others of the same export were written.
+
+    ``written``: those bundles (complete and verified), e.g. the fp32 bundle when
+    the INT8 one is refused.
+    """
+
+    def __init__(self, message: str, written: list[ExportedBundle]) -> None:
+        super().__init__(message)
+        self.written = list(written)
 
 
 def _write(folder: Path, model: Path, fmt: str, precision: str, spec: InputSpec, dim: int, info: BundleInfo,
@@ -121,6 +140,8 @@ def export_onnx_bundles(net: nn.Module, out: str | Path, calibration_crops: np.n
     """``<name>-onnx-fp32`` and ``<name>-onnx-int8`` bundles in ``out``.
 
     ``min_cosine``: precision -> (parity figure, least value), default :data:`MIN_COSINE`.
+    A refused fp32 bundle raises ExportError; a refused INT8 one :class:`BundleRefused`,
+    whose ``written`` holds the fp32 bundle.
     """
     import onnxruntime
 
@@ -132,12 +153,16 @@ def export_onnx_bundles(net: nn.Module, out: str | Path, calibration_crops: np.n
     folder, fp32 = _bundle(out, info, "onnx", "fp32", "onnx", lambda p: export_onnx(net, p))
     done = [_write(folder, fp32, "onnx", "fp32", ONNX_INPUT, net.embedding_dim, info,
                    {"tool": "torch.onnx.export (dynamo), BatchNorm folded", "io": "float32"}, net, check, threads, min_cosine)]
-    folder, int8 = _bundle(out, info, "onnx", "int8", "onnx", lambda p: quantize_onnx_int8(fp32, p, calib))
-    done.append(_write(folder, int8, "onnx", "int8", ONNX_INPUT, net.embedding_dim, info,
-                       {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static: QDQ, per-channel int8 "
-                                "weights, uint8 activations, MinMax calibration",
-                        "io": "float32", "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
-                       net, check, threads, min_cosine))
+    try:
+        folder, int8 = _bundle(out, info, "onnx", "int8", "onnx", lambda p: quantize_onnx_int8(fp32, p, calib))
+        done.append(_write(folder, int8, "onnx", "int8", ONNX_INPUT, net.embedding_dim, info,
+                           {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static: QDQ, per-channel int8 "
+                                    "weights, uint8 activations, MinMax calibration",
+                            "io": "float32",
+                            "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
+                           net, check, threads, min_cosine))
+    except ExportError as exc:
+        raise BundleRefused(str(exc), done) from exc
     return done
 
 
@@ -155,11 +180,60 @@ def export_tflite_bundles(net: nn.Module, out: str | Path, calibration_crops: np
     folder, fp32 = _bundle(out, info, "tflite", "fp32", "tflite", lambda p: export_tflite(net, p))
     done = [_write(folder, fp32, "tflite", "fp32", TFLITE_INPUT, net.embedding_dim, info,
                    {"tool": f"{tool}, BatchNorm folded", "io": "float32"}, net, check, threads, min_cosine)]
-    folder, int8 = _bundle(out, info, "tflite", "int8", "tflite", lambda p: export_tflite_int8(net, p, calib))
-    done.append(_write(folder, int8, "tflite", "int8", TFLITE_INT8_INPUT, net.embedding_dim, info,
-                       {"tool": f"{tool} PT2E: per-channel symmetric int8 weights, per-tensor int8 activations, "
-                                "histogram calibration",
-                        "io": "int8 (quantised with the model's own input/output scale and zero point)",
-                        "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
-                       net, check, threads, min_cosine))
+    try:
+        folder, int8 = _bundle(out, info, "tflite", "int8", "tflite", lambda p: export_tflite_int8(net, p, calib))
+        done.append(_write(folder, int8, "tflite", "int8", TFLITE_INT8_INPUT, net.embedding_dim, info,
+                           {"tool": f"{tool} PT2E: per-channel symmetric int8 weights, per-tensor int8 activations, "
+                                    "histogram calibration",
+                            "io": "int8 (quantised with the model's own input/output scale and zero point)",
+                            "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
+                           net, check, threads, min_cosine))
+    except ExportError as exc:
+        raise BundleRefused(str(exc), done) from exc
     return done
+
+
+def _path(value: Any) -> Path:
+    """A path as the training recipes write them: ``~`` and ``$VARS`` expanded."""
+    return Path(os.path.expandvars(str(value))).expanduser()
+
+
+def export_checkpoint_bundles(net: nn.Module, extras: dict[str, Any], out: str | Path, fmt: str = "onnx", *,
+                              report: dict[str, Any] | None = None, thresholds: Thresholds | None = None,
+                              calib: str | Path | None = None, parity_source: str | Path | None = None,
+                              calib_count: int = 300, parity_count: int = 500, seed: int = 0,
+                              name: str = DEFAULT_NAME, version: str | None = None,
+                              min_int8_cosine: float | None = None, threads: int = 1) -> list[ExportedBundle]:
+    """fp32 + INT8 bundles (``fmt`` "onnx" or "tflite") of a network read by
+    :func:`facegate.export.checkpoint.load_checkpoint`, into ``out``.
+
+    ``report`` / ``thresholds``: default the checkpoint's evaluation and its
+    thresholds (one of them is needed). ``calib``: calibration crops (default:
+    the checkpoint's training cache); ``parity_source``: parity crops (default:
+    the checkpoint's eval set if it exists, else the rest of ``calib``); see
+    :func:`facegate.export.crops.calibration_and_parity`. ``version``: default
+    the recipe's ``bundle_version``. ``min_int8_cosine``: the INT8 bundle's
+    least mean cosine to PyTorch (default :data:`MIN_COSINE`'s).
+    """
+    if fmt not in ("onnx", "tflite"):
+        raise ExportError(f"format must be onnx or tflite, got {fmt!r}")
+    report = dict(extras.get("evaluation") or {}) if report is None else report
+    thresholds = thresholds if thresholds is not None else extras.get("thresholds")
+    if thresholds is None:
+        raise ExportError(f"{extras.get('path', 'the network')}: no evaluated thresholds; pass --evaluation "
+                          "REPORT.json (facegate train eval --json) or --threshold DISTANCE")
+    config = extras.get("config") or {}
+    calib_src = _path(calib) if calib is not None else (_path(config["cache"]) if config.get("cache") else None)
+    if calib_src is None or not calib_src.exists():
+        raise ExportError(f"no calibration crops{f' at {calib_src}' if calib_src else ''}: pass --calib with a "
+                          "prepared training cache (facegate train prepare) or a .npy of aligned 112x112 crops")
+    parity_src = _path(parity_source) if parity_source is not None else None
+    if parity_src is None and config.get("eval_cache") and _path(config["eval_cache"]).is_dir():
+        parity_src = _path(config["eval_cache"])
+    calib_crops, parity_crops = calibration_and_parity(calib_src, calib_count, parity_count, parity_src, seed=seed)
+    info = BundleInfo(thresholds=thresholds, name=name, version=str(version or extras.get("version") or "0"),
+                      binary_head=extras.get("binary_head"), evaluation=manifest_evaluation(report, extras),
+                      calibration_source=str(calib_src), parity_source=str(parity_src or calib_src))
+    floors = None if min_int8_cosine is None else {**MIN_COSINE, "int8": ("cosine_mean", float(min_int8_cosine))}
+    run = export_onnx_bundles if fmt == "onnx" else export_tflite_bundles
+    return run(net, out, calib_crops, parity_crops, info, threads=threads, min_cosine=floors)

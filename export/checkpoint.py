@@ -18,7 +18,8 @@
    state_dict or ``{"weights": [...], "bias": b, "threshold": t}``.
    ``"evaluation"`` / ``"report"`` are accepted for ``"eval"``, and an explicit
    ``"thresholds": {"default": ..., "by_fmr": {...}}`` wins over the report.
-2. **A weights file** of ``facegate train export-bundle``:
+2. **A weights file** that ``facegate train run`` (``export = true``) writes
+   next to its checkpoint (``facegate-mfn.pt``, ``facegate-mfn.folded.pt``):
    ``{"net_config": {...}, "state_dict": {...}, "folded": bool, "step": n}``.
 3. **A plain state_dict** of :class:`FaceEmbeddingNet` (keys may carry a
    ``module.`` or ``net.`` prefix), with its :class:`NetConfig` from the
@@ -27,12 +28,12 @@
 
 Thresholds come from the figures of :func:`facegate.edge.evaluate.lfw_half_report`
 (``threshold_far_1e-3``, ``threshold_far_1e-4``); the door's default is the
-FMR 1e-4 one.
+FMR 1e-4 one. :func:`manifest_evaluation` turns a report (and what a
+training checkpoint says of its run) into a manifest's ``evaluation``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -42,7 +43,7 @@ import torch
 
 from facegate.edge.embed.base import Thresholds
 from facegate.edge.embed.bundle import BinaryHead as ManifestHead
-from facegate.models.network import FaceEmbeddingNet, NetConfig, Stage, fold_batchnorm
+from facegate.models.network import FaceEmbeddingNet, NetConfig, fold_batchnorm, net_config_from_dict
 
 from . import ExportError
 
@@ -53,22 +54,20 @@ DEFAULT_FMR = "1e-4"
 _PREFIXES = ("module.", "net.", "_orig_mod.")
 
 
-def net_config_from_dict(d: Mapping[str, Any]) -> NetConfig:
-    """A :class:`NetConfig` from its ``dataclasses.asdict`` form (stages as dicts or lists)."""
-    d = dict(d)
-    known = {f.name for f in dataclasses.fields(NetConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ExportError(f"net_config: unknown key(s) {', '.join(unknown)}")
-    if "stages" in d:
-        try:
-            d["stages"] = tuple(Stage(**s) if isinstance(s, Mapping) else Stage(*map(int, s)) for s in d["stages"])
-        except (TypeError, ValueError):
-            raise ExportError("net_config.stages: a list of {expansion, channels, repeats, stride}") from None
+#: LFW-half figures copied from an evaluation report into the manifests' ``evaluation``.
+REPORT_KEYS = ("protocol", "detector", "pairs", "accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-3",
+               "tar_at_far_1e-4", "threshold_far_1e-3", "threshold_far_1e-4", "impostor_pairs", "genuine_pairs_all",
+               "images", "failures_to_acquire", "head_accuracy_at_0.5", "head_accuracy_mean", "head_accuracy_std")
+#: Training-config keys summarised in a manifest's ``evaluation.training``.
+LOSS_KEYS = ("triplet", "distill_dlib", "distill_facenet", "binary_head")
+
+
+def _net_config(d: Mapping[str, Any], where: str = "net_config") -> NetConfig:
+    """:func:`facegate.models.network.net_config_from_dict`, its ValueError as ExportError."""
     try:
-        return NetConfig(**d)
-    except (TypeError, ValueError) as exc:
-        raise ExportError(f"net_config: {exc}") from None
+        return net_config_from_dict(d)
+    except ValueError as exc:
+        raise ExportError(f"{where}: {exc}") from None
 
 
 def thresholds_from_report(report: Mapping[str, Any] | None, default_fmr: str = DEFAULT_FMR,
@@ -88,6 +87,19 @@ def thresholds_from_report(report: Mapping[str, Any] | None, default_fmr: str = 
         raise ExportError(f"the evaluation has thresholds at FMR {', '.join(sorted(by_fmr))}, not {default_fmr}")
     where = source or f"{report.get('protocol', 'lfw-half')}, {int(report.get('impostor_pairs', 0)):,} impostor pairs"
     return Thresholds(by_fmr[default_fmr], by_fmr, f"{where}; default at FMR {default_fmr}")
+
+
+def manifest_evaluation(report: Mapping[str, Any] | None,
+                        extras: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A manifest's ``evaluation``: the :data:`REPORT_KEYS` figures of ``report`` and, from
+    :func:`load_checkpoint`'s ``extras``, the training step and the ``training`` summary."""
+    report, extras = report or {}, extras or {}
+    evaluation = {k: report[k] for k in REPORT_KEYS if k in report}
+    if extras.get("step") is not None:
+        evaluation["training_step"] = extras["step"]
+    if extras.get("training"):
+        evaluation["training"] = dict(extras["training"])
+    return evaluation
 
 
 def _strip(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -151,7 +163,9 @@ def load_checkpoint(path: str | Path, net_config: NetConfig | Mapping[str, Any] 
     ``folded`` (bool: the network is already BatchNorm-folded), ``binary_head``
     (a manifest BinaryHead), ``evaluation`` (the report dict), ``thresholds``
     (Thresholds from the report at ``default_fmr``), ``config`` (training
-    config dict), ``step``, ``version`` (the recipe's bundle_version), ``path``.
+    config dict), ``step``, ``version`` (the recipe's bundle_version), ``path``,
+    ``training`` (of a training checkpoint: steps, epochs, seconds, miner and
+    loss weights of the run, for :func:`manifest_evaluation`).
     """
     path = Path(path)
     if path.is_dir():
@@ -167,26 +181,26 @@ def load_checkpoint(path: str | Path, net_config: NetConfig | Mapping[str, Any] 
     if isinstance(net_config, NetConfig):
         cfg_arg = net_config
     elif isinstance(net_config, (str, Path)):
-        cfg_arg = net_config_from_dict(_read_json(Path(net_config)))
+        cfg_arg = _net_config(_read_json(Path(net_config)), str(net_config))
     elif net_config is not None:
-        cfg_arg = net_config_from_dict(net_config)
+        cfg_arg = _net_config(net_config)
 
     extras: dict[str, Any] = {"kind": None, "net_config": None, "folded": False, "binary_head": None,
                               "evaluation": {}, "thresholds": None, "config": {}, "step": None, "version": None,
-                              "path": str(path)}
+                              "path": str(path), "training": None}
     if _is_state_dict(obj):
         extras["kind"] = "state_dict"
         cfg = cfg_arg
         if cfg is None:
             for side in (path.with_suffix(".json"), path.parent / "net_config.json"):
                 if side.is_file():
-                    cfg = net_config_from_dict(_read_json(side))
+                    cfg = _net_config(_read_json(side), str(side))
                     break
         cfg = cfg or NetConfig()
         state, folded = obj, None
     elif isinstance(obj, Mapping):
         raw_cfg = obj.get("net_config")
-        cfg = cfg_arg or (net_config_from_dict(raw_cfg) if raw_cfg is not None else NetConfig())
+        cfg = cfg_arg or (_net_config(raw_cfg, f"{path}: net_config") if raw_cfg is not None else NetConfig())
         model = obj.get("model", obj.get("state_dict"))
         heads: Mapping[str, Any] = {}
         if isinstance(model, Mapping) and "net" in model and _is_state_dict(model["net"]):
@@ -209,6 +223,11 @@ def load_checkpoint(path: str | Path, net_config: NetConfig | Mapping[str, Any] 
         state_info = obj.get("state") or {}
         extras["step"] = obj.get("step", state_info.get("step") if isinstance(state_info, Mapping) else None)
         extras["version"] = extras["config"].get("bundle_version")
+        if extras["kind"] == "training" and isinstance(state_info, Mapping) and state_info:
+            c = extras["config"]
+            extras["training"] = {"steps": extras["step"], "epochs": state_info.get("epoch"),
+                                  "seconds": round(float(state_info.get("seconds", 0.0)), 1),
+                                  "miner": c.get("miner"), "losses": {k: c.get(k) for k in LOSS_KEYS}}
         explicit = obj.get("thresholds")
         step = f", step {extras['step']}" if extras["step"] is not None else ""
         extras["thresholds"] = (thresholds_from_report(explicit, default_fmr) if explicit else

@@ -20,11 +20,6 @@ from . import EXPORT_HINT, TFLITE_EXPORT_HINT, ExportError
 
 log = logging.getLogger(__name__)
 
-#: LFW-half figures copied from an evaluation report into the manifests (as ``facegate train export-bundle``).
-REPORT_KEYS = ("protocol", "detector", "pairs", "accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-3",
-               "tar_at_far_1e-4", "threshold_far_1e-3", "threshold_far_1e-4", "impostor_pairs", "genuine_pairs_all",
-               "images", "failures_to_acquire", "head_accuracy_at_0.5", "head_accuracy_mean", "head_accuracy_std")
-
 
 def require(fmt: str) -> None:
     """Raise :class:`BackendUnavailable` naming the extra when an exporter's packages are missing."""
@@ -40,15 +35,13 @@ def require(fmt: str) -> None:
         raise BackendUnavailable(f"{fmt} export needs {', '.join(missing)}: {hint}")
 
 
-def _sources(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Path, Path | None]:
-    calib = args.calib or (Path(config["cache"]) if config.get("cache") else None)
-    if calib is None or not calib.exists():
-        raise ExportError(f"no calibration crops{f' at {calib}' if calib else ''}: pass --calib with a prepared "
-                          "training cache (facegate train prepare) or a .npy of aligned 112x112 crops")
-    parity = args.parity
-    if parity is None and config.get("eval_cache") and Path(config["eval_cache"]).is_dir():
-        parity = Path(config["eval_cache"])
-    return calib, parity
+def _print(row: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(row), flush=True)
+    else:
+        print(f"{row['bundle']}: {row['model_id']}, {row['model_mb']} MB, cosine to PyTorch "
+              f"min {row['parity_cosine_min']:.5f} mean {row['parity_cosine_mean']:.5f} "
+              f"({row['parity_crops']} crops)", flush=True)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -56,9 +49,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     require(fmt)
     import torch
 
-    from .bundles import MIN_COSINE, BundleInfo, export_onnx_bundles, export_tflite_bundles
+    from .bundles import BundleRefused, export_checkpoint_bundles
     from .checkpoint import load_checkpoint, thresholds_from_report
-    from .crops import calibration_and_parity
 
     torch.set_num_threads(max(1, args.threads))
     net, extras = load_checkpoint(args.checkpoint, net_config=args.net_config, default_fmr=args.fmr)
@@ -75,27 +67,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         by_fmr = thresholds.by_fmr if thresholds else {}
         thresholds = Thresholds(float(args.threshold), by_fmr, "given on the command line (facegate export)")
-    if thresholds is None:
-        raise ExportError(f"{args.checkpoint}: no evaluated thresholds; pass --evaluation REPORT.json "
-                          "(facegate train eval --json) or --threshold DISTANCE")
-    calib_src, parity_src = _sources(args, extras["config"])
-    calib, check = calibration_and_parity(calib_src, args.calib_count, args.parity_count, parity_src, seed=args.seed)
-    evaluation = {k: report[k] for k in REPORT_KEYS if k in report}
-    if extras["step"] is not None:
-        evaluation["training_step"] = extras["step"]
-    info = BundleInfo(thresholds=thresholds, name=args.name, version=str(args.version or extras["version"] or "0"),
-                      binary_head=extras["binary_head"], evaluation=evaluation,
-                      calibration_source=str(calib_src), parity_source=str(parity_src or calib_src))
-    run = export_onnx_bundles if fmt == "onnx" else export_tflite_bundles
-    floors = {**MIN_COSINE, "int8": ("cosine_mean", args.min_int8_cosine)}
-    for b in run(net, args.out, calib, check, info, threads=args.threads, min_cosine=floors):
-        row = b.row()
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            print(f"{row['bundle']}: {row['model_id']}, {row['model_mb']} MB, cosine to PyTorch "
-                  f"min {row['parity_cosine_min']:.5f} mean {row['parity_cosine_mean']:.5f} "
-                  f"({row['parity_crops']} crops)", flush=True)
+    try:
+        made = export_checkpoint_bundles(
+            net, extras, args.out, fmt, report=report, thresholds=thresholds, calib=args.calib,
+            parity_source=args.parity, calib_count=args.calib_count, parity_count=args.parity_count, seed=args.seed,
+            name=args.name, version=args.version, min_int8_cosine=args.min_int8_cosine, threads=args.threads)
+    except BundleRefused as exc:
+        for b in exc.written:  # e.g. the fp32 bundle: written and verified, still usable
+            _print(b.row(), args.json)
+        raise
+    for b in made:
+        _print(b.row(), args.json)
     return 0
 
 

@@ -90,6 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     row = {"out": str(result.out), "stop_reason": result.state.stop_reason, "steps": result.state.step,
            "seconds": round(result.state.seconds, 1), "bundle": str(result.bundle) if result.bundle else None}
+    if result.export and result.export.get("error"):
+        row["export_error"] = result.export["error"]
     if result.report:
         row.update({k: result.report[k] for k in _REPORT_KEYS if k in result.report})
     print(json.dumps(row))
@@ -138,27 +140,10 @@ def cmd_eval_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    require_torch()
-    _verbose_logging()
-    from .evalset import load_eval_set
-    from .train import evaluate_checkpoint, export_bundle
-
-    report, eval_set = None, None
-    if args.eval_cache:
-        report = evaluate_checkpoint(args.checkpoint, args.eval_cache)
-        eval_set = load_eval_set(args.eval_cache)
-    res = export_bundle(args.checkpoint, args.out, version=args.version, report=report, eval_set=eval_set,
-                        weights_dir=args.weights)
-    print(json.dumps({"bundle": str(res.folder), "model_id": res.manifest.model_id,
-                      "thresholds": res.manifest.thresholds.by_fmr, "default": res.manifest.thresholds.default,
-                      "weights": str(res.weights), "folded_weights": str(res.folded_weights),
-                      "min_cosine_to_torch": res.min_cosine}))
-    return 0
-
-
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``facegate train prepare|run|eval|eval-set|export-bundle``; returns the ``train`` parser.
+    """Add ``facegate train prepare|run|eval|eval-set``; returns the ``train`` parser.
+
+    Bundles of a checkpoint: ``facegate export onnx|tflite`` (:mod:`facegate.export.cli`).
 
     Each command sets ``func`` (called with the parsed args, returns an exit code).
     """
@@ -215,17 +200,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_set)
 
-    p = steps.add_parser("export-bundle", help="ONNX model bundle from a checkpoint (needs the 'export' extra)",
-                         description="Fold BatchNorm, export fp32 ONNX (dynamic batch), check it against torch and "
-                                     "write a facegate-mfn bundle with the evaluated thresholds.")
-    p.add_argument("checkpoint", type=Path, help="checkpoint.pt or its run folder")
-    p.add_argument("--out", type=Path, required=True, help="bundle folder")
-    p.add_argument("--version", default=None, help="bundle version (default: the recipe's bundle_version)")
-    p.add_argument("--eval-cache", type=Path, default=None,
-                   help="evaluate now for the thresholds (default: the checkpoint's last evaluation)")
-    p.add_argument("--weights", type=Path, default=None,
-                   help="folder for the .pt state_dicts (default: the checkpoint's folder)")
-    p.set_defaults(func=cmd_export)
     return train
 
 

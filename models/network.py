@@ -22,8 +22,10 @@ Every Conv2d / Linear that is followed by a BatchNorm sits next to it in one
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +69,30 @@ class NetConfig:
             raise ValueError(f"activation must be relu or relu6, got {self.activation!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def net_config_from_dict(d: Mapping[str, Any]) -> NetConfig:
+    """A :class:`NetConfig` from its ``dataclasses.asdict`` form; missing keys take their defaults.
+
+    ``stages`` may hold dicts (``{expansion, channels, repeats, stride}``),
+    ``[e, c, r, s]`` lists or :class:`Stage` objects. An unknown key or a bad
+    value is a ValueError naming it (callers wrap it into their own error).
+    """
+    d = dict(d)
+    known = {f.name for f in dataclasses.fields(NetConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "stages" in d:
+        try:
+            d["stages"] = tuple(s if isinstance(s, Stage) else Stage(**s) if isinstance(s, Mapping)
+                                else Stage(*map(int, s)) for s in d["stages"])
+        except (TypeError, ValueError):
+            raise ValueError("stages: a list of [expansion, channels, repeats, stride]") from None
+    try:
+        return NetConfig(**d)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _act(kind: str) -> nn.Module:

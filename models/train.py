@@ -48,9 +48,9 @@ from torch.utils.data import DataLoader
 from facegate.edge.errors import FacegateError
 
 from . import losses as L
-from .data import TRAIN_INPUT, AugmentConfig, Collate, FaceCropDataset, PKBatchSampler, describe, preprocess
+from .data import AugmentConfig, Collate, FaceCropDataset, PKBatchSampler, describe, preprocess
 from .evalset import EvalSet, binary_head_report, build_eval_set, eval_report, load_eval_set
-from .network import BinaryHead, FaceEmbeddingNet, NetConfig, Stage
+from .network import BinaryHead, FaceEmbeddingNet, NetConfig, fold_batchnorm, net_config_from_dict
 from .prepare import PreparedCache, load_cache
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
+BUNDLES = "bundles"  # the run's bundle folders: facegate-mfn-onnx-fp32/, facegate-mfn-onnx-int8/
 BUNDLE_NAME = "facegate-mfn"
 CHECKPOINT_FORMAT = 1
 
@@ -86,7 +87,7 @@ class TrainConfig:
     """
 
     cache: str  # prepared training cache (facegate train prepare --out)
-    out: str  # run folder: checkpoint, metrics, result, bundle
+    out: str  # run folder: checkpoint, metrics, result, weights, bundles/
     eval_cache: str | None = None  # LFW split-B crops (facegate train eval-set); None: no evaluation
     seed: int = 0
     # length: whichever of epochs / max_minutes / max_steps comes first ends the run
@@ -129,7 +130,8 @@ class TrainConfig:
     eval_every_epochs: int = 1  # 0: only at the end
     eval_batch: int = 128
     log_every: int = 20  # steps per metrics line
-    export: bool = True  # write a bundle from the final evaluation
+    export: bool = True  # fp32 + INT8 ONNX bundles (facegate.export) from the final evaluation
+    export_min_int8_cosine: float | None = None  # INT8 parity floor (mean cosine to torch); None: the exporter's
     bundle_version: str = "0.1.0"
 
     def __post_init__(self) -> None:
@@ -156,6 +158,8 @@ class TrainConfig:
         for key in nonneg:
             if getattr(self, key) < 0:
                 raise TrainError(f"{key} must not be negative, got {getattr(self, key)}")
+        if self.export_min_int8_cosine is not None and not -1.0 <= self.export_min_int8_cosine <= 1.0:
+            raise TrainError(f"export_min_int8_cosine must be in [-1, 1], got {self.export_min_int8_cosine}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise TrainError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.triplet + self.distill_dlib + self.distill_facenet + self.binary_head <= 0:
@@ -289,13 +293,8 @@ def build_net_config(overrides: dict[str, Any] | None = None) -> NetConfig:
     width = float(o.pop("width", 1.0))
     if width <= 0:
         raise TrainError(f"net.width must be positive, got {width}")
-    if "stages" in o:
-        try:
-            o["stages"] = tuple(Stage(**s) if isinstance(s, dict) else Stage(*map(int, s)) for s in o["stages"])
-        except (TypeError, ValueError):
-            raise TrainError("net.stages: a list of [expansion, channels, repeats, stride]") from None
     try:
-        cfg = NetConfig(**o)
+        cfg = net_config_from_dict(o)
         if width != 1.0:
             cfg = dataclasses.replace(
                 cfg, stem_channels=_divisible(cfg.stem_channels * width),
@@ -308,10 +307,6 @@ def build_net_config(overrides: dict[str, Any] | None = None) -> NetConfig:
 
 def net_config_to_dict(cfg: NetConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
-
-
-def net_config_from_dict(d: dict[str, Any]) -> NetConfig:
-    return NetConfig(**{**d, "stages": tuple(Stage(**s) for s in d["stages"])})
 
 
 # --- the model under training -----------------------------------------------------------
@@ -494,7 +489,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def net_from_checkpoint(ckpt: dict[str, Any]) -> FaceEmbeddingNet:
-    net = FaceEmbeddingNet(net_config_from_dict(ckpt["net_config"]))
+    """The checkpoint's network in eval mode (for ``train eval``; export reads checkpoints with
+    :func:`facegate.export.checkpoint.load_checkpoint`)."""
+    try:
+        cfg = net_config_from_dict(ckpt["net_config"])
+    except ValueError as exc:
+        raise TrainError(f"checkpoint net_config: {exc}") from None
+    net = FaceEmbeddingNet(cfg)
     net.load_state_dict(ckpt["model"]["net"])
     return net.eval()
 
@@ -643,8 +644,9 @@ class TrainResult:
     report: dict[str, Any] | None
     out: Path
     checkpoint: Path
-    bundle: Path | None = None
+    bundle: Path | None = None  # the fp32 ONNX bundle
     interrupted: bool = False
+    export: dict[str, Any] | None = None  # export_run's summary (also in result.json)
 
 
 class _StopSignal:
@@ -897,22 +899,22 @@ def _train(cfg: TrainConfig, d: Dist, resume: bool, progress: bool | None) -> Tr
     if state.eval_step != state.step:
         evaluate()
     save()
-    bundle = None
+    bundle, exported = None, None
     if d.main:
         if cfg.export and report is not None:
-            try:
-                bundle = export_bundle(ckpt_path, out / "bundle", version=cfg.bundle_version,
-                                       eval_set=eval_set).folder
-            except ImportError as exc:
-                log.warning("no bundle exported (%s); install the 'export' extra and run "
-                            "facegate train export-bundle", exc)
+            eval_folder = Path(os.path.expandvars(cfg.eval_cache)).expanduser() if cfg.eval_cache else None
+            exported = export_run(ckpt_path, out / BUNDLES, calib=cache.folder, parity=eval_folder,
+                                  version=cfg.bundle_version, min_int8_cosine=cfg.export_min_int8_cosine,
+                                  threads=cfg.threads)
+            bundle = Path(exported["bundle"]) if exported["bundle"] else None
         elif cfg.export:
             log.warning("no bundle exported: no evaluation (set eval_cache) to take thresholds from")
         _write_json(out / RESULT, {"stop_reason": state.stop_reason, "steps": state.step, "epochs": state.epoch,
                                    "seconds": round(state.seconds, 1), "eval": report,
-                                   "bundle": str(bundle) if bundle else None, "config": cfg.to_dict()})
+                                   "bundle": str(bundle) if bundle else None, "export": exported,
+                                   "config": cfg.to_dict()})
     _barrier(d)
-    return TrainResult(model.net, model, state, report, out, ckpt_path, bundle, False)
+    return TrainResult(model.net, model, state, report, out, ckpt_path, bundle, False, exported)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, eval_cache: str | Path | None = None,
@@ -931,124 +933,77 @@ def evaluate_checkpoint(checkpoint: str | Path, eval_cache: str | Path | None = 
 
 
 # --- shipping --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ExportResult:
-    folder: Path
-    manifest: Any  # facegate.edge.embed.bundle.Manifest
-    weights: Path
-    folded_weights: Path
-    min_cosine: float
+def export_run(checkpoint: str | Path, out: str | Path, calib: str | Path | None = None,
+               parity: str | Path | None = None, version: str | None = None,
+               min_int8_cosine: float | None = None, threads: int = 1,
+               weights_dir: str | Path | None = None) -> dict[str, Any]:
+    """The end of ``facegate train run`` with ``export = true``.
 
+    What ``facegate export onnx CHECKPOINT --out OUT`` does
+    (:func:`facegate.export.bundles.export_checkpoint_bundles`: fp32 and INT8
+    ``facegate-mfn`` ONNX bundles in ``out``, thresholds and figures from the
+    checkpoint's evaluation, calibration crops from ``calib`` (default: the
+    run's training cache), parity crops from ``parity`` (default: its eval
+    set)), plus the network's unfolded and folded state_dicts
+    (``facegate-mfn.pt``, ``facegate-mfn.folded.pt``, read by :func:`load_weights`)
+    in ``weights_dir`` (default: the checkpoint's folder).
 
-def export_onnx(net: FaceEmbeddingNet, path: str | Path) -> Path:
-    """BatchNorm-folded fp32 ONNX with a dynamic batch axis, checked by onnx.checker."""
-    import warnings
-
-    import importlib.util
-
-    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]  # the dynamo exporter's
-    if missing:
-        raise ImportError(f"ONNX export needs {' and '.join(missing)}: pip install 'facegate[export]'")
-    import onnx
-    from .network import fold_batchnorm
-
-    path = Path(path)
-    folded = fold_batchnorm(net.cpu()).eval()
-    size = TRAIN_INPUT.size
-    x = torch.zeros(2, 3, size, size)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(folded, (x,), str(tmp), dynamo=True, external_data=False, verbose=False,
-                          input_names=["input"], output_names=["embedding"],
-                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-    onnx.checker.check_model(str(tmp), full_check=True)
-    os.replace(tmp, path)
-    return path
-
-
-def export_bundle(checkpoint: str | Path, out: str | Path, version: str | None = None,
-                  report: dict[str, Any] | None = None, eval_set: EvalSet | None = None,
-                  weights_dir: str | Path | None = None, min_cosine: float = 0.9999) -> ExportResult:
-    """A ``facegate-mfn`` ONNX bundle from a checkpoint, verified against torch.
-
-    Thresholds come from ``report`` (default: the checkpoint's last
-    evaluation): the distances at FAR 1e-3 and 1e-4, the door's default being
-    the 1e-4 one. The unfolded and folded state_dicts are saved in
-    ``weights_dir`` (default: the checkpoint's folder), not in the bundle,
-    which ships to the device.
+    Never raises for a failed export: the checkpoint is saved already and
+    ``facegate export onnx`` can redo it. An INT8 bundle refused by its parity
+    check leaves the fp32 bundle in place. Returns ``{"bundle": the fp32 bundle
+    folder or None, "bundles": one row per bundle written, "weights": [...],
+    "error": None or what failed}``.
     """
-    from facegate.edge.embed.base import Thresholds
-    from facegate.edge.embed.bundle import write_bundle
-    from facegate.edge.embed.onnx import OnnxEmbedder
-
-    from .network import fold_batchnorm
+    from facegate.export import ExportError
 
     ckpt_path = Path(checkpoint)
-    ckpt = load_checkpoint(ckpt_path)
-    ckpt_dir = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent
-    report = report if report is not None else ckpt.get("eval")
-    if not report or "threshold_far_1e-4" not in report:
-        raise TrainError(f"{checkpoint}: no evaluation to take thresholds from; "
-                         "evaluate first (facegate train eval) or pass --eval-cache")
-    net = net_from_checkpoint(ckpt)
-    head = binary_head_from_checkpoint(ckpt)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_onnx(net, out / f"{BUNDLE_NAME}.onnx")
-    version = version or ckpt["config"].get("bundle_version", "0.1.0")
-    step = ckpt["state"]["step"]
-    by_fmr = {k: float(report[f"threshold_far_{k}"]) for k in ("1e-3", "1e-4")}
-    thresholds = Thresholds(default=by_fmr["1e-4"], by_fmr=by_fmr,
-                            source=f"facegate train ({report.get('protocol', 'lfw-half')}, "
-                                   f"{report.get('impostor_pairs', 0):,} impostor pairs, step {step}); "
-                                   "default at FMR 1e-4")
-    keys = ("protocol", "detector", "pairs", "accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-3",
-            "tar_at_far_1e-4", "impostor_pairs", "genuine_pairs_all", "images", "failures_to_acquire",
-            "head_accuracy_at_0.5", "head_accuracy_mean", "head_accuracy_std")
-    evaluation = {k: report[k] for k in keys if k in report}
-    evaluation["training"] = {"steps": step, "epochs": ckpt["state"]["epoch"],
-                              "seconds": round(float(ckpt["state"]["seconds"]), 1),
-                              "miner": ckpt["config"].get("miner"),
-                              "losses": {k: ckpt["config"].get(k) for k in
-                                         ("triplet", "distill_dlib", "distill_facenet", "binary_head")}}
-    manifest = write_bundle(out, onnx_path, name=BUNDLE_NAME, version=str(version), format="onnx",
-                            embedding_dim=net.embedding_dim, input=TRAIN_INPUT, thresholds=thresholds,
-                            binary_head=head.to_manifest(0.5) if head is not None else None, evaluation=evaluation)
-    # the ONNX graph must compute what torch computes, through the device's own preprocessing
-    rng = np.random.default_rng(0)
-    crops = rng.integers(0, 256, (4, TRAIN_INPUT.size, TRAIN_INPUT.size, 3), dtype=np.uint8)
-    if eval_set is not None and eval_set.ok.any():
-        real = np.asarray(eval_set.crops[np.flatnonzero(eval_set.ok)[:8]])
-        crops = np.concatenate([real, crops])
-    with torch.no_grad():
-        ref = net(torch.from_numpy(preprocess(crops))).numpy()
-    emb = OnnxEmbedder(out, threads=1)
-    got = np.concatenate([emb.embed_prepared(list(crops[:1])), emb.embed_prepared(list(crops[1:]))])
-    emb.close()
-    cos = float((np.sum(ref * got, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))).min())
-    if not cos > min_cosine:
-        raise TrainError(f"{onnx_path}: ONNX and torch disagree (min cosine {cos:.6f} <= {min_cosine})")
-    wdir = Path(weights_dir) if weights_dir else ckpt_dir
+    wdir = Path(weights_dir) if weights_dir else (ckpt_path if ckpt_path.is_dir() else ckpt_path.parent)
+    result: dict[str, Any] = {"bundle": None, "bundles": [], "weights": [], "error": None}
+    redo = f"facegate export onnx {ckpt_path} --out {out}"
+    try:
+        from facegate.export.bundles import BundleRefused, export_checkpoint_bundles
+        from facegate.export.checkpoint import load_checkpoint as load_for_export
+
+        net, extras = load_for_export(ckpt_path)
+    except Exception as exc:  # the run is done: report, do not crash
+        log.exception("no export: cannot read %s back", ckpt_path)
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        return result
+    made: list[Any] = []
+    try:
+        made = export_checkpoint_bundles(net, extras, out, "onnx", calib=calib, parity_source=parity,
+                                         name=BUNDLE_NAME, version=version, min_int8_cosine=min_int8_cosine,
+                                         threads=threads)
+    except BundleRefused as exc:  # the INT8 bundle: the fp32 one is written and verified
+        made = exc.written
+        log.error("%s; the fp32 bundle is kept", exc)
+        result["error"] = str(exc)
+    except ExportError as exc:
+        log.error("no bundle exported: %s; redo with %s", exc, redo)
+        result["error"] = str(exc)
+    except ImportError as exc:
+        log.warning("no bundle exported (%s); install the 'export' extra and run %s", exc, redo)
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # an exporter bug must not cost the run its result.json
+        log.exception("export failed; the checkpoint is saved, redo with %s", redo)
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    result["bundles"] = [b.row() for b in made]
+    result["bundle"] = str(made[0].folder) if made else None
+    meta = {"net_config": net_config_to_dict(net.config), "step": extras["step"],
+            "sha256_onnx": made[0].manifest.sha256 if made else None}
     wdir.mkdir(parents=True, exist_ok=True)
-    weights, folded_weights = wdir / f"{BUNDLE_NAME}.pt", wdir / f"{BUNDLE_NAME}.folded.pt"
-    meta = {"net_config": ckpt["net_config"], "step": step, "sha256_onnx": manifest.sha256}
-    _atomic_save({**meta, "folded": False, "state_dict": net.state_dict()}, weights)
-    _atomic_save({**meta, "folded": True, "state_dict": fold_batchnorm(net).state_dict()}, folded_weights)
-    log.info("bundle %s (%s): min cosine to torch %.6f", out, manifest.model_id, cos)
-    return ExportResult(out, manifest, weights, folded_weights, cos)
+    for folded, path in ((False, wdir / f"{BUNDLE_NAME}.pt"), (True, wdir / f"{BUNDLE_NAME}.folded.pt")):
+        _atomic_save({**meta, "folded": folded, "state_dict": (fold_batchnorm(net) if folded else net).state_dict()},
+                     path)
+        result["weights"].append(str(path))
+    return result
 
 
 def load_weights(path: str | Path) -> FaceEmbeddingNet:
-    """A network (eval mode) from :func:`export_bundle`'s ``.pt`` files, folded or not."""
-    from .network import fold_batchnorm
+    """A network (eval mode) from :func:`export_run`'s ``.pt`` weights, folded or not."""
+    from facegate.export.checkpoint import load_checkpoint as load_for_export
 
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    net = FaceEmbeddingNet(net_config_from_dict(data["net_config"]))
-    if data.get("folded"):
-        net = fold_batchnorm(net)
-    net.load_state_dict(data["state_dict"])
-    return net.eval()
+    return load_for_export(path)[0]
 
 
 def iter_recipes(folder: str | Path, pattern: str = "ablation_*.toml") -> Iterator[Path]:
@@ -1057,8 +1012,7 @@ def iter_recipes(folder: str | Path, pattern: str = "ablation_*.toml") -> Iterat
 
 
 __all__: Sequence[str] = (
-    "TrainConfig", "TrainError", "TrainModel", "TrainResult", "TrainState", "LrSchedule", "ExportResult",
-    "build_net_config", "train", "evaluate_model", "evaluate_checkpoint", "embed_crops", "export_onnx",
-    "export_bundle", "load_checkpoint", "net_from_checkpoint", "binary_head_from_checkpoint", "load_weights",
-    "parse_override",
+    "TrainConfig", "TrainError", "TrainModel", "TrainResult", "TrainState", "LrSchedule", "build_net_config",
+    "train", "evaluate_model", "evaluate_checkpoint", "embed_crops", "export_run", "load_checkpoint",
+    "net_from_checkpoint", "binary_head_from_checkpoint", "load_weights", "parse_override",
 )

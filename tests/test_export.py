@@ -73,9 +73,8 @@ def crops() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def net(crops):
     """The small network with BatchNorm statistics from crops (see the module docstring), in eval mode."""
-    from facegate.export.checkpoint import net_config_from_dict
     from facegate.models.data import preprocess
-    from facegate.models.network import FaceEmbeddingNet
+    from facegate.models.network import FaceEmbeddingNet, net_config_from_dict
 
     torch.manual_seed(0)
     model = FaceEmbeddingNet(net_config_from_dict(SMALL))
@@ -217,9 +216,17 @@ def test_a_bundle_that_disagrees_with_pytorch_is_refused(net, crops, tmp_path):
     from facegate.export import ExportError, bundles
 
     floors = {**bundles.MIN_COSINE, "fp32": ("cosine_min", 1.01)}
-    with pytest.raises(ExportError, match="refused"):
+    with pytest.raises(ExportError, match="refused") as caught:
         bundles.export_onnx_bundles(net, tmp_path, crops["calib"][:8], crops["parity"][:8], _info(), min_cosine=floors)
+    assert not isinstance(caught.value, bundles.BundleRefused)  # nothing was written
     assert not (tmp_path / "t-onnx-fp32" / "manifest.json").exists()
+    # a refused INT8 bundle: the fp32 one stays, complete, and the error says so
+    floors = {**bundles.MIN_COSINE, "int8": ("cosine_mean", 1.01)}
+    with pytest.raises(bundles.BundleRefused, match="t-onnx-int8: cosine_mean") as caught:
+        bundles.export_onnx_bundles(net, tmp_path, crops["calib"][:8], crops["parity"][:8], _info(), min_cosine=floors)
+    (fp32,) = caught.value.written
+    assert fp32.folder == tmp_path / "t-onnx-fp32" and load_bundle(fp32.folder)[0] == fp32.manifest
+    assert not (tmp_path / "t-onnx-int8" / "manifest.json").exists()
 
 
 # --- checkpoints -------------------------------------------------------------------------
@@ -232,6 +239,7 @@ def _same_net(a, b, crops) -> None:
 def test_load_checkpoint_reads_a_training_checkpoint(net, crops, tmp_path):
     import dataclasses
 
+    from facegate.export import ExportError
     from facegate.export.checkpoint import load_checkpoint
 
     head = {"binary_head.linear.weight": torch.full((1, 64), 0.5), "binary_head.linear.bias": torch.tensor([-1.0])}
@@ -248,6 +256,17 @@ def test_load_checkpoint_reads_a_training_checkpoint(net, crops, tmp_path):
     assert "step 42" in extras["thresholds"].source
     assert extras["binary_head"].weights == (0.5,) * 64 and extras["binary_head"].bias == -1.0
     assert extras["net_config"] == net.config and not extras["folded"]
+    assert extras["training"] == {"steps": 42, "epochs": 1, "seconds": 3.0, "miner": None,
+                                  "losses": {"triplet": None, "distill_dlib": None, "distill_facenet": None,
+                                             "binary_head": None}}
+    from facegate.export.checkpoint import manifest_evaluation
+
+    ev = manifest_evaluation({**report, "auc": 0.9, "eval_seconds": 2.0}, extras)
+    assert ev == {"protocol": "lfw-half", "impostor_pairs": 1000, "threshold_far_1e-3": 1.1,
+                  "threshold_far_1e-4": 0.95, "auc": 0.9, "training_step": 42, "training": extras["training"]}
+    torch.save({**ckpt, "net_config": {**ckpt["net_config"], "bogus": 1}}, tmp_path / "bad.pt")
+    with pytest.raises(ExportError, match="net_config: unknown key.*bogus"):
+        load_checkpoint(tmp_path / "bad.pt")
 
 
 def test_load_checkpoint_reads_plain_and_folded_state_dicts(net, crops, tmp_path):

@@ -13,7 +13,9 @@ from facegate.models.network import (  # noqa: E402
     FaceEmbeddingNet,
     NetConfig,
     SiameseNetwork,
+    Stage,
     fold_batchnorm,
+    net_config_from_dict,
 )
 
 
@@ -132,3 +134,19 @@ def test_binary_head_probabilities():
     assert len(m.weights) == 128 and m.threshold == 0.6
     w = torch.tensor(m.weights)
     assert torch.allclose(torch.sigmoid((a - b).abs() @ w + m.bias), p, atol=1e-6)
+
+
+def test_net_config_from_dict_round_trips_and_names_bad_keys():
+    import dataclasses
+
+    cfg = NetConfig(embedding_dim=64, stages=(Stage(1, 16, 1, 2), Stage(2, 32, 2, 2)), dropout=0.1)
+    assert net_config_from_dict(dataclasses.asdict(cfg)) == cfg
+    assert net_config_from_dict({"stages": [[1, 16, 1, 2], {"expansion": 2, "channels": 32, "repeats": 2,
+                                                          "stride": 2}]}).stages == cfg.stages
+    assert net_config_from_dict({}) == NetConfig()
+    with pytest.raises(ValueError, match="unknown key.*widht"):
+        net_config_from_dict({"widht": 2})
+    with pytest.raises(ValueError, match="stages"):
+        net_config_from_dict({"stages": [[1, 16]]})
+    with pytest.raises(ValueError, match="activation"):
+        net_config_from_dict({"activation": "prelu"})

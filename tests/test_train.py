@@ -1,4 +1,4 @@
-"""Training: recipes, a tiny run per miner, exact resume, DDP on CPU, ONNX export, the shared LFW-half report."""
+"""Training: recipes, a tiny run per miner, exact resume, DDP on CPU, the end-of-run export, the LFW-half report."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from facegate.models.train import (  # noqa: E402
     TrainConfig,
     TrainError,
     build_net_config,
-    export_bundle,
     load_checkpoint,
     load_weights,
     net_from_checkpoint,
@@ -218,55 +217,118 @@ def test_ddp_two_processes_on_cpu(tiny_cache, tmp_path):
 
 
 # --- shipping ---------------------------------------------------------------------------------
-def test_cli_run_eval_and_export_bundle(tiny_cache, tiny_eval, tmp_path, capsys):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxscript")
-    from facegate.edge.embed.bundle import InputSpec, load_bundle
-    from facegate.edge.embed.onnx import OnnxEmbedder
+def _export_deps() -> None:
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(module)
 
-    cfg = _config(tiny_cache, tmp_path / "run", eval_cache=str(tiny_eval), binary_head=0.5, steps_per_epoch=1)
+
+def test_cli_run_exports_fp32_and_int8_bundles_and_export_onnx_redoes_it(tiny_cache, tiny_eval, tmp_path, capsys):
+    """``train run`` with export on: both ONNX bundles by facegate.export, the weights; then ``facegate export
+    onnx RUN`` on the run folder writes the same bundles from the checkpoint alone."""
+    _export_deps()
+    from facegate.edge.cli import main as facegate
+    from facegate.edge.embed import create_embedder
+    from facegate.edge.embed.bundle import InputSpec, load_bundle
+    from facegate.export.parity import torch_embeddings
+
+    # a 1-step net is far from INT8-friendly: the parity floor is off, the plumbing is under test
+    cfg = _config(tiny_cache, tmp_path / "run", eval_cache=str(tiny_eval), binary_head=0.5, steps_per_epoch=1,
+                  export=True, export_min_int8_cosine=-1.0, bundle_version="9.9")
     recipe = tmp_path / "r.toml"
     recipe.write_text(cfg.to_toml())
     assert cli.main(["train", "run", "--config", str(recipe), "--no-progress", "--set", "seed=4"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert row["steps"] == 1 and 0 <= row["auc"] <= 1
+    assert row["steps"] == 1 and 0 <= row["auc"] <= 1 and "export_error" not in row
     assert cli.main(["train", "eval", str(tmp_path / "run"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["auc"] == row["auc"] and "head_accuracy_mean" in report
 
-    bundle = tmp_path / "bundle"
-    assert cli.main(["train", "export-bundle", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(bundle),
-                     "--version", "9.9"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["min_cosine_to_torch"] > 0.9999
-    manifest, model_file = load_bundle(bundle)
-    assert manifest.name == "facegate-mfn" and manifest.version == "9.9" and manifest.format == "onnx"
-    assert manifest.embedding_dim == 128 and manifest.input == InputSpec()
-    assert manifest.thresholds.default == report["threshold_far_1e-4"]
-    assert manifest.thresholds.by_fmr == {"1e-3": report["threshold_far_1e-3"], "1e-4": report["threshold_far_1e-4"]}
-    assert manifest.binary_head is not None and len(manifest.binary_head.weights) == 128
-    assert manifest.evaluation["auc"] == report["auc"]
-    assert sorted(p.name for p in bundle.iterdir()) == ["facegate-mfn.onnx", "manifest.json"]
-
-    net = net_from_checkpoint(load_checkpoint(tmp_path / "run"))
-    crops = list(load_eval_set(tiny_eval).crops[:5])
-    from facegate.models.data import preprocess
-
-    with torch.no_grad():
-        ref = net(torch.from_numpy(preprocess(crops))).numpy()
-    emb = OnnxEmbedder(bundle)
-    got = np.concatenate([emb.embed_prepared(crops[:1]), emb.embed_prepared(crops[1:])])  # batch 1 and 4
-    assert (np.sum(ref * got, axis=1) > 0.999).all()
+    run = tmp_path / "run"
+    result = json.loads((run / "result.json").read_text())
+    exported = result["export"]
+    assert exported["error"] is None and result["bundle"] == row["bundle"] == exported["bundle"]
+    folders = [Path(b["bundle"]) for b in exported["bundles"]]
+    assert folders == [run / "bundles" / "facegate-mfn-onnx-fp32", run / "bundles" / "facegate-mfn-onnx-int8"]
+    assert result["bundle"] == str(folders[0])
+    net = net_from_checkpoint(load_checkpoint(run))
+    crops = load_eval_set(tiny_eval).crops[:5]
+    ref = torch_embeddings(net, crops)
+    for folder, precision in zip(folders, ("fp32", "int8")):
+        manifest, model_file = load_bundle(folder)  # checksum verified
+        assert manifest.name == folder.name and manifest.version == "9.9" and manifest.format == "onnx"
+        assert model_file.name == f"{folder.name}.onnx" and manifest.embedding_dim == 128
+        assert manifest.input == InputSpec()
+        assert manifest.thresholds.default == report["threshold_far_1e-4"]
+        assert manifest.thresholds.by_fmr == {"1e-3": report["threshold_far_1e-3"],
+                                              "1e-4": report["threshold_far_1e-4"]}
+        assert "step 1" in manifest.thresholds.source
+        assert manifest.binary_head is not None and len(manifest.binary_head.weights) == 128
+        ev = manifest.evaluation
+        assert ev["auc"] == report["auc"] and ev["training_step"] == 1
+        assert ev["training"]["steps"] == 1 and ev["training"]["losses"]["binary_head"] == 0.5
+        assert ev["export"]["precision"] == precision and ev["parity"]["crops"] == 14  # the eval set's faces
+        emb = create_embedder(str(folder))
+        got = np.concatenate([emb.embed_prepared(list(crops[:1])), emb.embed_prepared(list(crops[1:]))])
+        emb.close()
+        if precision == "fp32":
+            assert (np.sum(ref * got, axis=1) > 0.9999).all()
+            assert "calibration" not in ev["export"]
+        else:
+            assert ev["export"]["calibration"]["crops"] == 22  # the whole tiny training cache
     for name in ("facegate-mfn.pt", "facegate-mfn.folded.pt"):
-        w = load_weights(tmp_path / "run" / name)
-        with torch.no_grad():
-            np.testing.assert_allclose(w(torch.from_numpy(preprocess(crops))).numpy(), ref, atol=1e-5)
+        assert str(run / name) in exported["weights"]
+        np.testing.assert_allclose(torch_embeddings(load_weights(run / name), crops), ref, atol=1e-5)
+
+    # the export command reads the run folder: thresholds, head, version and figures from the checkpoint,
+    # calibration crops from its training cache, parity crops from its eval set
+    again = tmp_path / "again"
+    assert facegate(["export", "onnx", str(run), "--out", str(again), "--min-int8-cosine", "-1", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(r["bundle"]).name for r in rows] == [f.name for f in folders]
+    for r, folder in zip(rows, folders):
+        mine, _ = load_bundle(r["bundle"])
+        theirs, _ = load_bundle(folder)
+        assert (mine.thresholds, mine.binary_head, mine.version) == (theirs.thresholds, theirs.binary_head, "9.9")
+        strip = lambda ev: {k: v for k, v in ev.items() if k not in ("export", "parity")}  # noqa: E731
+        assert strip(mine.evaluation) == strip(theirs.evaluation)
+        assert mine.evaluation["parity"]["crops"] == theirs.evaluation["parity"]["crops"]
 
 
-def test_export_refuses_without_thresholds(tiny_cache, tmp_path):
-    res = train(_config(tiny_cache, tmp_path / "run", steps_per_epoch=1), progress=False)
-    with pytest.raises(TrainError, match="no evaluation"):
-        export_bundle(res.checkpoint, tmp_path / "bundle")
+def test_a_refused_int8_bundle_keeps_the_fp32_one_and_the_run(tiny_cache, tiny_eval, tmp_path, monkeypatch):
+    _export_deps()
+    from facegate.edge.embed.bundle import load_bundle
+    from facegate.export import bundles
+
+    monkeypatch.setitem(bundles.MIN_COSINE, "int8", ("cosine_mean", 1.01))  # no INT8 model gets there
+    res = train(_config(tiny_cache, tmp_path / "run", eval_cache=str(tiny_eval), steps_per_epoch=1, export=True),
+                progress=False)
+    assert res.bundle == tmp_path / "run" / "bundles" / "facegate-mfn-onnx-fp32"
+    load_bundle(res.bundle)  # complete and verified
+    assert not (tmp_path / "run" / "bundles" / "facegate-mfn-onnx-int8" / "manifest.json").exists()
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert "int8" in result["export"]["error"] and "below 1.01" in result["export"]["error"]
+    assert [Path(b["bundle"]).name for b in result["export"]["bundles"]] == ["facegate-mfn-onnx-fp32"]
+    assert result["bundle"] == str(res.bundle) and result["steps"] == 1 and res.export == result["export"]
+    assert load_checkpoint(res.checkpoint)["state"]["step"] == 1
+    assert (tmp_path / "run" / "facegate-mfn.folded.pt").is_file()
+
+
+def test_no_thresholds_no_bundle(tiny_cache, tmp_path, capsys):
+    from facegate.edge.cli import main as facegate
+
+    res = train(_config(tiny_cache, tmp_path / "run", steps_per_epoch=1, export=True), progress=False)
+    assert res.bundle is None and res.export is None  # no eval_cache: nothing to take thresholds from
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["bundle"] is None
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    assert facegate(["export", "onnx", str(tmp_path / "run"), "--out", str(tmp_path / "b")]) == 2
+    assert "no evaluated thresholds" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_export_min_int8_cosine_is_checked():
+    with pytest.raises(TrainError, match="export_min_int8_cosine"):
+        TrainConfig(cache="c", out="o", export_min_int8_cosine=1.5)
 
 
 # --- the LFW-half report and the evaluation set ----------------------------------------------------
