@@ -164,16 +164,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        r = report
-        print(f"{r['model_id']} on {r['protocol']} ({r['pairs']} pairs, {r['impostor_pairs']:,} impostor pairs)")
-        print(f"  accuracy        {100 * r['accuracy_mean']:.2f} +- {100 * r['accuracy_std']:.2f} %")
-        print(f"  ROC AUC         {r['auc']:.4f}   EER {100 * r['eer']:.2f} %")
-        print(f"  TAR @ FAR 1e-3  {r['tar_at_far_1e-3']:.3f}  (threshold {r['threshold_far_1e-3']:.3f})")
-        print(f"  TAR @ FAR 1e-4  {r['tar_at_far_1e-4']:.3f}  (threshold {r['threshold_far_1e-4']:.3f})")
-        print(f"  failures to acquire {r['failures_to_acquire']} of {r['images']} images")
-        if "official_10fold_accuracy_mean" in r:
-            print(f"  official 10-fold accuracy {100 * r['official_10fold_accuracy_mean']:.2f} "
-                  f"+- {100 * r['official_10fold_accuracy_std']:.2f} %")
+        from .evaluate import format_report
+
+        print(format_report(report))
     return EXIT_OK
 
 

@@ -165,6 +165,25 @@ def genuine_distances(table: EmbeddingTable, people: Sequence[str]) -> np.ndarra
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def format_report(r: dict) -> str:
+    """The human-readable summary of an LFW-half report (both ``eval`` commands print it)."""
+    lines = [
+        f"{r['model_id']} on {r['protocol']} ({r['pairs']} pairs, {r['impostor_pairs']:,} impostor pairs)",
+        f"  accuracy        {100 * r['accuracy_mean']:.2f} +- {100 * r['accuracy_std']:.2f} %",
+        f"  ROC AUC         {r['auc']:.4f}   EER {100 * r['eer']:.2f} %",
+        f"  TAR @ FAR 1e-3  {r['tar_at_far_1e-3']:.3f}  (threshold {r['threshold_far_1e-3']:.3f})",
+        f"  TAR @ FAR 1e-4  {r['tar_at_far_1e-4']:.3f}  (threshold {r['threshold_far_1e-4']:.3f})",
+        f"  failures to acquire {r['failures_to_acquire']} of {r['images']} images",
+    ]
+    if "official_10fold_accuracy_mean" in r:
+        lines.append(f"  official 10-fold accuracy {100 * r['official_10fold_accuracy_mean']:.2f} "
+                     f"+- {100 * r['official_10fold_accuracy_std']:.2f} %")
+    if "head_accuracy_mean" in r:
+        lines.append(f"  binary head     {100 * r['head_accuracy_at_0.5']:.2f} % at P > 0.5, "
+                     f"{100 * r['head_accuracy_mean']:.2f} +- {100 * r['head_accuracy_std']:.2f} % cross-validated")
+    return "\n".join(lines)
+
+
 def save_thresholds(report: dict, path: Path, default_fmr: str = "1e-4") -> None:
     """Merge a report's thresholds into the table the reference embedders read.
 

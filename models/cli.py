@@ -112,16 +112,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        r = report
-        print(f"{r['model_id']} on {r['protocol']} ({r['pairs']} pairs, {r['impostor_pairs']:,} impostor pairs)")
-        print(f"  accuracy        {100 * r['accuracy_mean']:.2f} +- {100 * r['accuracy_std']:.2f} %")
-        print(f"  ROC AUC         {r['auc']:.4f}   EER {100 * r['eer']:.2f} %")
-        print(f"  TAR @ FAR 1e-3  {r['tar_at_far_1e-3']:.3f}  (threshold {r['threshold_far_1e-3']:.3f})")
-        print(f"  TAR @ FAR 1e-4  {r['tar_at_far_1e-4']:.3f}  (threshold {r['threshold_far_1e-4']:.3f})")
-        print(f"  failures to acquire {r['failures_to_acquire']} of {r['images']} images")
-        if "head_accuracy_mean" in r:
-            print(f"  binary head     {100 * r['head_accuracy_at_0.5']:.2f} % at P > 0.5, "
-                  f"{100 * r['head_accuracy_mean']:.2f} +- {100 * r['head_accuracy_std']:.2f} % cross-validated")
+        from facegate.edge.evaluate import format_report
+
+        print(format_report(report))
     return 0
 
 

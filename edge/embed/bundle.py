@@ -14,8 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import BundleError, ChecksumError
-from .base import Thresholds, make_model_id, sha256_file
+from ..types import Detection
+from .base import EmbedderBase, Thresholds, make_model_id, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -171,3 +174,27 @@ def write_bundle(folder: str | Path, model_file: str | Path, **fields: Any) -> M
     manifest = parse_manifest(data, str(folder / MANIFEST))
     (folder / MANIFEST).write_text(manifest.to_json())
     return manifest
+
+
+class BundleEmbedder(EmbedderBase):
+    """What every backend of our own bundles shares: the checked manifest and
+    the aligned-crop preprocessing it describes. Subclasses add the runtime."""
+
+    format: str = ""
+
+    def __init__(self, bundle: str | Path, verify: bool = True) -> None:
+        manifest, model = load_bundle(bundle, verify=verify)
+        if manifest.format != self.format:
+            raise BundleError(f"{bundle}: a {manifest.format} bundle, not {self.format}")
+        self.manifest: Manifest = manifest
+        self.name = manifest.name
+        self.model_id = manifest.model_id
+        self.dim = manifest.embedding_dim
+        self.thresholds = manifest.thresholds
+        self.crop_size = manifest.input.size
+        self.model_path = model
+
+    def prepare(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        from ..align import warp_face
+
+        return warp_face(image, detection.landmarks, self.crop_size)

@@ -8,12 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..align import warp_face
-from ..errors import BundleError, ModelError
+from ..errors import ModelError
 from ..runtime import ort_session
-from ..types import Detection
-from .base import EmbedderBase
-from .bundle import InputSpec, Manifest, load_bundle
+from .bundle import BundleEmbedder, InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +35,16 @@ def to_tensor(crops: Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-class OnnxEmbedder(EmbedderBase):
+class OnnxEmbedder(BundleEmbedder):
     """Embeds aligned crops with an ONNX model bundle (fp32 or INT8)."""
 
+    format = "onnx"
+
     def __init__(self, bundle: str | Path, threads: int = 1, verify: bool = True) -> None:
-        manifest, model = load_bundle(bundle, verify=verify)
-        if manifest.format != "onnx":
-            raise BundleError(f"{bundle}: a {manifest.format} bundle, not onnx")
-        self.manifest: Manifest = manifest
-        self.name = manifest.name
-        self.model_id = manifest.model_id
-        self.dim = manifest.embedding_dim
-        self.thresholds = manifest.thresholds
-        self.crop_size = manifest.input.size
-        self.model_path = model
-        self._session = ort_session(model, threads)
+        super().__init__(bundle, verify=verify)
+        self._session = ort_session(self.model_path, threads)
         self._input = self._session.get_inputs()[0].name
         log.info("loaded %s (%d threads)", self.model_id, threads)
-
-    def prepare(self, image: np.ndarray, detection: Detection) -> np.ndarray:
-        return warp_face(image, detection.landmarks, self.crop_size)
 
     def _forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         if self._session is None:

@@ -21,11 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..align import warp_face
 from ..errors import BackendUnavailable, BundleError, ModelError
-from ..types import Detection
-from .base import EmbedderBase
-from .bundle import Manifest, load_bundle
+from .bundle import BundleEmbedder
 from .onnx import to_tensor
 
 log = logging.getLogger(__name__)
@@ -63,21 +60,15 @@ def _dequantise(y: np.ndarray, detail: dict) -> np.ndarray:
     return y.astype(np.float32, copy=False)
 
 
-class TfliteEmbedder(EmbedderBase):
+class TfliteEmbedder(BundleEmbedder):
     """Embeds aligned crops with a TFLite model bundle (fp32 or INT8)."""
 
+    format = "tflite"
+
     def __init__(self, bundle: str | Path, threads: int = 1, verify: bool = True) -> None:
-        manifest, model = load_bundle(bundle, verify=verify)
-        if manifest.format != "tflite":
-            raise BundleError(f"{bundle}: a {manifest.format} bundle, not tflite")
         Interpreter = interpreter_class()
-        self.manifest: Manifest = manifest
-        self.name = manifest.name
-        self.model_id = manifest.model_id
-        self.dim = manifest.embedding_dim
-        self.thresholds = manifest.thresholds
-        self.crop_size = manifest.input.size
-        self.model_path = model
+        super().__init__(bundle, verify=verify)
+        manifest, model = self.manifest, self.model_path
         self.threads = max(1, int(threads))
         try:
             self._interp = Interpreter(model_path=str(model), num_threads=self.threads)
@@ -104,9 +95,6 @@ class TfliteEmbedder(EmbedderBase):
         if shape != want:
             raise BundleError(f"{self.manifest.name}: the model's input is {shape}, "
                               f"the manifest ({spec.layout}, {spec.colour}, {spec.size} px) implies {want}")
-
-    def prepare(self, image: np.ndarray, detection: Detection) -> np.ndarray:
-        return warp_face(image, detection.landmarks, self.crop_size)
 
     def _resize(self, n: int) -> bool:
         """Set the interpreter's batch size to ``n``; False (and batch 1) if the model cannot take ``n``."""
