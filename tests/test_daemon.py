@@ -98,7 +98,7 @@ def test_the_enrolled_person_opens_once_per_visit_and_strangers_never(pipeline, 
                                         else None)
     with daemon:
         stats = daemon.run()
-    assert stats.frames >= len(frames) * 0.8  # a few may be dropped by the newest-frame slot
+    assert 0 < stats.frames <= len(frames)  # frames the loop could not keep up with are dropped, never queued
     # exactly one unlock per visit, and each on a frame of her
     assert len(grants) == 2
     assert all(truth[i - 1] == "astronaut" and d.name == "eileen" for i, d in grants)
