@@ -134,36 +134,54 @@ def _crops(a: np.ndarray, what: str) -> np.ndarray:
     return a
 
 
+def _fp32_and_int8(net: nn.Module, out: str | Path, info: BundleInfo, fmt: str, calibration_crops: np.ndarray,
+                   parity_crops: np.ndarray, threads: int, min_cosine: dict[str, tuple[str, float]] | None,
+                   fp32: tuple[Callable[[Path], Path], InputSpec, dict[str, Any]],
+                   int8: tuple[Callable[[Path, Path, np.ndarray], Path], InputSpec, dict[str, Any]]
+                   ) -> list[ExportedBundle]:
+    """Write and check the fp32 bundle, then the INT8 one made from the same network.
+
+    ``fp32`` is (make(path), input spec, export notes); ``int8`` is
+    (make(path, fp32_path, calibration_crops), input spec, export notes). An
+    INT8 bundle that is refused keeps the fp32 one (:class:`BundleRefused`).
+    """
+    calib, check = _crops(calibration_crops, "calibration"), _crops(parity_crops, "parity")
+    out = Path(out)
+    net = net.eval()
+    make32, spec32, notes32 = fp32
+    folder, fp32_path = _bundle(out, info, fmt, "fp32", fmt, make32)
+    done = [_write(folder, fp32_path, fmt, "fp32", spec32, net.embedding_dim, info, notes32, net, check, threads,
+                   min_cosine)]
+    make8, spec8, notes8 = int8
+    notes8 = {**notes8, "calibration": {"crops": int(len(calib)), "source": info.calibration_source}}
+    try:
+        folder, int8_path = _bundle(out, info, fmt, "int8", fmt, lambda p: make8(p, fp32_path, calib))
+        done.append(_write(folder, int8_path, fmt, "int8", spec8, net.embedding_dim, info, notes8, net, check,
+                           threads, min_cosine))
+    except ExportError as exc:
+        raise BundleRefused(str(exc), done) from exc
+    return done
+
+
 def export_onnx_bundles(net: nn.Module, out: str | Path, calibration_crops: np.ndarray, parity_crops: np.ndarray,
                         info: BundleInfo, threads: int = 1,
                         min_cosine: dict[str, tuple[str, float]] | None = None) -> list[ExportedBundle]:
     """``<name>-onnx-fp32`` and ``<name>-onnx-int8`` bundles in ``out``.
 
     ``min_cosine``: precision -> (parity figure, least value), default :data:`MIN_COSINE`.
-    A refused fp32 bundle raises ExportError; a refused INT8 one :class:`BundleRefused`,
-    whose ``written`` holds the fp32 bundle.
     """
     import onnxruntime
 
     from .onnx import ONNX_INPUT, export_onnx, quantize_onnx_int8
 
-    calib, check = _crops(calibration_crops, "calibration"), _crops(parity_crops, "parity")
-    out = Path(out)
-    net = net.eval()
-    folder, fp32 = _bundle(out, info, "onnx", "fp32", "onnx", lambda p: export_onnx(net, p))
-    done = [_write(folder, fp32, "onnx", "fp32", ONNX_INPUT, net.embedding_dim, info,
-                   {"tool": "torch.onnx.export (dynamo), BatchNorm folded", "io": "float32"}, net, check, threads, min_cosine)]
-    try:
-        folder, int8 = _bundle(out, info, "onnx", "int8", "onnx", lambda p: quantize_onnx_int8(fp32, p, calib))
-        done.append(_write(folder, int8, "onnx", "int8", ONNX_INPUT, net.embedding_dim, info,
-                           {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static: QDQ, per-channel int8 "
-                                    "weights, uint8 activations, MinMax calibration",
-                            "io": "float32",
-                            "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
-                           net, check, threads, min_cosine))
-    except ExportError as exc:
-        raise BundleRefused(str(exc), done) from exc
-    return done
+    return _fp32_and_int8(
+        net, out, info, "onnx", calibration_crops, parity_crops, threads, min_cosine,
+        fp32=(lambda p: export_onnx(net.eval(), p), ONNX_INPUT,
+              {"tool": "torch.onnx.export (dynamo), BatchNorm folded", "io": "float32"}),
+        int8=(lambda p, fp32, calib: quantize_onnx_int8(fp32, p, calib), ONNX_INPUT,
+              {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static: QDQ, per-channel int8 "
+                       "weights, uint8 activations, MinMax calibration", "io": "float32"}),
+    )
 
 
 def export_tflite_bundles(net: nn.Module, out: str | Path, calibration_crops: np.ndarray, parity_crops: np.ndarray,
@@ -173,24 +191,16 @@ def export_tflite_bundles(net: nn.Module, out: str | Path, calibration_crops: np
     :func:`export_onnx_bundles`."""
     from .tflite import TFLITE_INPUT, TFLITE_INT8_INPUT, export_tflite, export_tflite_int8, litert_torch_version
 
-    calib, check = _crops(calibration_crops, "calibration"), _crops(parity_crops, "parity")
-    out = Path(out)
-    net = net.eval()
     tool = f"litert-torch {litert_torch_version()}"
-    folder, fp32 = _bundle(out, info, "tflite", "fp32", "tflite", lambda p: export_tflite(net, p))
-    done = [_write(folder, fp32, "tflite", "fp32", TFLITE_INPUT, net.embedding_dim, info,
-                   {"tool": f"{tool}, BatchNorm folded", "io": "float32"}, net, check, threads, min_cosine)]
-    try:
-        folder, int8 = _bundle(out, info, "tflite", "int8", "tflite", lambda p: export_tflite_int8(net, p, calib))
-        done.append(_write(folder, int8, "tflite", "int8", TFLITE_INT8_INPUT, net.embedding_dim, info,
-                           {"tool": f"{tool} PT2E: per-channel symmetric int8 weights, per-tensor int8 activations, "
-                                    "histogram calibration",
-                            "io": "int8 (quantised with the model's own input/output scale and zero point)",
-                            "calibration": {"crops": int(len(calib)), "source": info.calibration_source}},
-                           net, check, threads, min_cosine))
-    except ExportError as exc:
-        raise BundleRefused(str(exc), done) from exc
-    return done
+    return _fp32_and_int8(
+        net, out, info, "tflite", calibration_crops, parity_crops, threads, min_cosine,
+        fp32=(lambda p: export_tflite(net.eval(), p), TFLITE_INPUT,
+              {"tool": f"{tool}, BatchNorm folded", "io": "float32"}),
+        int8=(lambda p, fp32, calib: export_tflite_int8(net.eval(), p, calib), TFLITE_INT8_INPUT,
+              {"tool": f"{tool} PT2E: per-channel symmetric int8 weights, per-tensor int8 activations, "
+                       "histogram calibration",
+               "io": "int8 (quantised with the model's own input/output scale and zero point)"}),
+    )
 
 
 def _path(value: Any) -> Path:
