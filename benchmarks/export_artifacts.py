@@ -1,6 +1,6 @@
 """Size, per-face latency and PyTorch parity of the four export artifacts (ONNX/TFLite x fp32/INT8).
 
-    python benchmarks/export_artifacts.py --calib /work/cache/train [--checkpoint CKPT] [--out DIR]
+    python benchmarks/export_artifacts.py --calib ../cache/train [--checkpoint CKPT] [--out DIR]
         [--threads 1] [--calls 100] [--calib-count 300] [--parity-count 500]
 
 Without ``--checkpoint`` the default FaceEmbeddingNet is used with random

@@ -14,7 +14,9 @@ from facegate.edge.detect.base import FaceDetector
 from facegate.edge.detect.mtcnn import MtcnnDetector, nms
 from facegate.edge.imageio import load_image
 
-LFW_DIR = Path("/work/shared/data/lfw/lfw-deepfunneled")
+from .helpers import LFW
+
+LFW_DIR = LFW / "lfw-deepfunneled"
 
 
 def _sample(package: str, relpath: str) -> np.ndarray:
