@@ -51,6 +51,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import re
 import shlex
@@ -691,21 +692,12 @@ def onnx_macs(path: Path, input_shape: Sequence[int] | None = None) -> int:
         if node.op_type in ("Conv", "ConvTranspose"):
             w, y = shapes.get(node.input[1]), shapes.get(node.output[0])
             if w and y and all(y):
-                n = 1
-                for v in y:
-                    n *= v
-                k = 1
-                for v in w[2:]:
-                    k *= v
-                macs += n * (w[1] if node.op_type == "Conv" else w[0]) * k
+                macs += math.prod(y) * (w[1] if node.op_type == "Conv" else w[0]) * math.prod(w[2:])
         elif node.op_type in ("Gemm", "MatMul"):
             a, y = shapes.get(node.input[0]), shapes.get(node.output[0])
             if a and y and all(y):
-                n = 1
-                for v in y:
-                    n *= v
                 trans_a = any(at.name == "transA" and at.i for at in node.attribute)
-                macs += n * (a[-2] if trans_a else a[-1])
+                macs += math.prod(y) * (a[-2] if trans_a else a[-1])
     return macs
 
 
