@@ -1,6 +1,7 @@
 """Training speed of one full step (data, augmentation, forward, losses, backward, AdamW) on random crops.
 
     python benchmarks/train_speed.py [--threads 1] [--steps 25] [--p 16 --k 4] [--extra 0] [--width 1.0]
+                                     [--no-amp] [--no-channels-last]
 
 Builds a throwaway cache of random 112x112 crops with random teacher
 embeddings, trains the default network with the default recipe's losses
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra", type=int, default=0, help="distill_extra_batch")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--no-amp", action="store_true", help="full fp32 (no bf16 / fp16 autocast)")
+    ap.add_argument("--no-channels-last", action="store_true", help="NCHW tensors")
     args = ap.parse_args(argv)
 
     import torch
@@ -50,14 +53,20 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(cache=str(cache), out=str(Path(tmp) / "run"), p=args.p, k=args.k, epochs=1000,
                           max_steps=args.steps, threads=args.threads, log_every=args.window, export=False,
                           distill_dlib=1.0, distill_facenet=2.0, binary_head=0.5, distill_extra_batch=args.extra,
-                          augment=not args.no_augment, net={"width": args.width} if args.width != 1.0 else {})
+                          augment=not args.no_augment, amp=not args.no_amp,
+                          channels_last=not args.no_channels_last, net={"width": args.width} if args.width != 1.0 else {})
         t0 = time.time()
         res = train(cfg, progress=False)
         wall = time.time() - t0
         rows = [json.loads(x) for x in (res.out / "metrics.jsonl").read_text().splitlines()]
     windows = [r for r in rows if r["kind"] == "train"][1:] or [r for r in rows if r["kind"] == "train"]
     sps = float(np.median([r["steps_per_s"] for r in windows]))
+    from facegate.models.train import autocast_dtype
+
+    amp = autocast_dtype(torch.device("cpu")) if not args.no_amp else None
     print(json.dumps({"threads": args.threads, "p": args.p, "k": args.k, "extra": args.extra, "width": args.width,
+                      "autocast": str(amp).removeprefix("torch.") if amp else "off",
+                      "channels_last": not args.no_channels_last,
                       "batch": args.p * args.k + args.extra, "steps": res.state.step,
                       "steps_per_s": round(sps, 3), "images_per_s": round(sps * (args.p * args.k + args.extra), 1),
                       "seconds_per_step": round(1 / sps, 3), "wall_seconds": round(wall, 1),

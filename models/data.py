@@ -189,8 +189,9 @@ class Batch:
     rows: torch.Tensor  # int64 (B,) rows of the cache
     teachers: dict[str, torch.Tensor]  # name -> float32 (B, dim), NaN rows where missing
 
-    def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.images.to(device), self.labels.to(device), self.rows.to(device),
+    def to(self, device: torch.device | str, channels_last: bool = False) -> Batch:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return Batch(self.images.to(device, memory_format=fmt), self.labels.to(device), self.rows.to(device),
                      {k: v.to(device) for k, v in self.teachers.items()})
 
 

@@ -20,7 +20,9 @@ from facegate.models.prepare import write_cache  # noqa: E402
 from facegate.models.train import (  # noqa: E402
     TrainConfig,
     TrainError,
+    autocast_dtype,
     build_net_config,
+    embed_crops,
     load_checkpoint,
     load_weights,
     net_from_checkpoint,
@@ -167,6 +169,26 @@ def test_resume_replays_an_uninterrupted_run_exactly(tiny_cache, tmp_path):
         assert torch.equal(a[k], b[k]), k
     rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_mixed_precision_is_bf16_only_on_a_cpu_that_computes_it(monkeypatch):
+    import facegate.models.train as T
+
+    assert autocast_dtype(torch.device("cuda")) is torch.float16
+    monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: False)
+    assert autocast_dtype(torch.device("cpu")) is None
+    monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: True)
+    assert autocast_dtype(torch.device("cpu")) is torch.bfloat16
+
+
+def test_a_channels_last_mixed_precision_run_reloads_as_a_plain_fp32_network(tiny_cache, tmp_path):
+    res = train(_config(tiny_cache, tmp_path / "run", epochs=1, steps_per_epoch=2, amp=True, channels_last=True),
+                progress=False)
+    assert res.net.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    reloaded = net_from_checkpoint(load_checkpoint(tmp_path / "run"))
+    assert all(p.is_contiguous() for p in reloaded.parameters())
+    crops = np.load(Path(tiny_cache) / "crops.npy")[:6]
+    np.testing.assert_allclose(embed_crops(reloaded, crops), embed_crops(res.net, crops), atol=1e-5)
 
 
 def test_time_budget_stops_cleanly_with_a_checkpoint(tiny_cache, tmp_path):
