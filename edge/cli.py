@@ -161,6 +161,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from .evaluate import save_thresholds
 
         save_thresholds(report, args.save_thresholds)
+    if args.record:
+        from .embed import resolve_bundle
+        from .evaluate import record_in_bundle
+
+        folder = resolve_bundle(args.embedder)
+        if folder is None:
+            raise FacegateError(f"--record needs a model bundle, not {args.embedder!r}")
+        log.info("figures recorded in %s", record_in_bundle(report, folder))
     if args.json:
         print(json.dumps(report))
     else:
@@ -230,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="progress bar even with --json")
     p.add_argument("--save-thresholds", type=Path, default=None, metavar="JSON",
                    help="merge the measured thresholds into this table (edge/data/reference_thresholds.json)")
+    p.add_argument("--record", action="store_true",
+                   help="keep the figures in the evaluated bundle's manifest (evaluation.pipeline)")
 
     p = add("bench", cmd_bench, "per-stage latency and memory of each embedder", gallery=False, model=False)
     p.add_argument("--embedders", dest="embedder_list", default="facenet,dlib",

@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from . import metrics
+from .errors import ModelError
 from .lfw import EVAL_FOLDS, LfwProtocol, load_protocol, pick_central
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,35 @@ def save_thresholds(report: dict, path: Path, default_fmr: str = "1e-4") -> None
                   f"default at FMR {default_fmr}",
     }
     path.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+
+
+#: The figures of a full-pipeline evaluation that a bundle's manifest keeps.
+PIPELINE_FIGURES = ("protocol", "detector", "pairs", "accuracy_mean", "accuracy_std", "auc", "eer",
+                    "tar_at_far_1e-3", "tar_at_far_1e-4", "threshold_far_1e-3", "threshold_far_1e-4",
+                    "impostor_pairs", "genuine_pairs_all", "images", "failures_to_acquire")
+
+
+def record_in_bundle(report: dict, folder: Path) -> Path:
+    """Keep an artifact's own full-pipeline figures in its manifest, as ``evaluation["pipeline"]``.
+
+    The training run's figures come from the PyTorch network; an INT8 file
+    can score differently, and the manifest should say what *this* file does.
+    Refused when the report is of another model file (its model_id differs).
+    """
+    import json
+
+    from .embed.bundle import MANIFEST, load_bundle
+
+    manifest, _ = load_bundle(folder)
+    if report["model_id"] != manifest.model_id:
+        raise ModelError(f"{folder}: the report is of {report['model_id']}, the bundle holds {manifest.model_id}")
+    data = json.loads((Path(folder) / MANIFEST).read_text())
+    data.setdefault("evaluation", {})["pipeline"] = {k: report[k] for k in PIPELINE_FIGURES if k in report}
+    path = Path(folder) / MANIFEST
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)  # a crash leaves the old manifest, never half a new one
+    return path
 
 
 def lfw_half_report(

@@ -123,3 +123,25 @@ def test_reference_embedders_tell_the_same_person_from_a_stranger(name, dim):
     emb.close()  # idempotent
     with pytest.raises(ModelError, match="closed"):
         emb.embed(astronaut, _detections(astronaut)[:1])
+
+
+def test_an_artifacts_own_figures_are_recorded_in_its_manifest_and_it_still_loads(bundle):
+    from facegate.edge.evaluate import record_in_bundle
+
+    manifest, _ = load_bundle(bundle)
+    report = {"model_id": manifest.model_id, "protocol": "lfw-half", "accuracy_mean": 0.9, "auc": 0.95,
+              "tar_at_far_1e-3": 0.5, "accuracy_folds": [0.9] * 5}
+    record_in_bundle(report, bundle)
+    again, _ = load_bundle(bundle)  # the model file's sha256 still matches
+    assert again.evaluation["pipeline"] == {"protocol": "lfw-half", "accuracy_mean": 0.9, "auc": 0.95,
+                                            "tar_at_far_1e-3": 0.5}
+    assert again.thresholds == manifest.thresholds
+
+
+def test_figures_of_another_model_are_not_recorded(bundle):
+    from facegate.edge.evaluate import record_in_bundle
+
+    before = (bundle / "manifest.json").read_text()
+    with pytest.raises(ModelError, match="report is of"):
+        record_in_bundle({"model_id": "facenet-0123", "accuracy_mean": 0.99}, bundle)
+    assert (bundle / "manifest.json").read_text() == before

@@ -11,7 +11,7 @@ from .base import Embedder, EmbedderBase, Thresholds
 REFERENCE_EMBEDDERS = ("facenet", "dlib")
 DEFAULT_EMBEDDER = "facenet"
 
-__all__ = ["Embedder", "EmbedderBase", "Thresholds", "create_embedder", "REFERENCE_EMBEDDERS", "DEFAULT_EMBEDDER"]
+__all__ = ["Embedder", "EmbedderBase", "Thresholds", "create_embedder", "resolve_bundle", "REFERENCE_EMBEDDERS", "DEFAULT_EMBEDDER"]
 
 
 def _shipped_bundle(name: str) -> Path | None:
@@ -19,6 +19,16 @@ def _shipped_bundle(name: str) -> Path | None:
 
     folder = bundles_dir() / name
     return folder if (folder / "manifest.json").is_file() else None
+
+
+def resolve_bundle(name: str) -> Path | None:
+    """The bundle folder that ``name`` means (a folder or a shipped bundle's name), None if it is no bundle."""
+    if name in REFERENCE_EMBEDDERS:
+        return None
+    folder = Path(name)
+    if (folder / "manifest.json").is_file():
+        return folder
+    return _shipped_bundle(name)
 
 
 def create_embedder(name: str = DEFAULT_EMBEDDER, threads: int = 1) -> Embedder:
@@ -31,10 +41,8 @@ def create_embedder(name: str = DEFAULT_EMBEDDER, threads: int = 1) -> Embedder:
         from .dlib import DlibEmbedder
 
         return DlibEmbedder(threads=threads)
-    folder = Path(name)
-    if not (folder / "manifest.json").is_file():
-        folder = _shipped_bundle(name) or folder
-    if (folder / "manifest.json").is_file():
+    folder = resolve_bundle(name)
+    if folder is not None:
         import json
 
         fmt = json.loads((folder / "manifest.json").read_text()).get("format")
