@@ -194,7 +194,8 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True
         p.add_argument("--gallery", type=Path, default=default_gallery(), help="gallery database (default: %(default)s)")
     if model:
         p.add_argument("--embedder", default=os.environ.get("FACEGATE_EMBEDDER", DEFAULT_EMBEDDER),
-                       help="facenet, dlib, or a model bundle folder (default: %(default)s)")
+                       help="facenet, dlib, a shipped bundle's name (facegate-mfn-onnx-int8, ...) or a bundle folder "
+                            "(default: %(default)s)")
         p.add_argument("--threads", type=int, default=1, help="inference threads (default: 1)")
         p.add_argument("--min-face", type=int, default=40, help="smallest face to detect, in pixels (default: 40)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -53,4 +53,8 @@ def create_embedder(name: str = DEFAULT_EMBEDDER, threads: int = 1) -> Embedder:
         from .onnx import OnnxEmbedder
 
         return OnnxEmbedder(folder, threads=threads)
-    raise ModelError(f"unknown embedder {name!r}: use facenet, dlib, or a model bundle folder")
+    from facegate.models import bundles_dir
+
+    shipped = sorted(d.name for d in bundles_dir().glob("*") if (d / "manifest.json").is_file())
+    raise ModelError(f"unknown embedder {name!r}: use facenet, dlib, a model bundle folder or a shipped bundle "
+                     f"({', '.join(shipped) or 'none installed'})")
