@@ -10,8 +10,13 @@ from .base import Embedder, EmbedderBase, Thresholds
 #: Pretrained references, by name; our own networks come as bundle folders.
 REFERENCE_EMBEDDERS = ("facenet", "dlib")
 DEFAULT_EMBEDDER = "facenet"
+#: Our own network, by its family name: the shipped bundle a device should run (fastest at equal accuracy).
+#: Not the door's default until it beats the references on LFW-half (models/MODEL_CARD.md).
+OWN_NETWORK = "facegate-mfn"
+DEFAULT_BUNDLE = "facegate-mfn-onnx-int8"
 
-__all__ = ["Embedder", "EmbedderBase", "Thresholds", "create_embedder", "resolve_bundle", "REFERENCE_EMBEDDERS", "DEFAULT_EMBEDDER"]
+__all__ = ["Embedder", "EmbedderBase", "Thresholds", "create_embedder", "resolve_bundle", "REFERENCE_EMBEDDERS",
+           "DEFAULT_EMBEDDER", "OWN_NETWORK", "DEFAULT_BUNDLE"]
 
 
 def _shipped_bundle(name: str) -> Path | None:
@@ -28,7 +33,7 @@ def resolve_bundle(name: str) -> Path | None:
     folder = Path(name)
     if (folder / "manifest.json").is_file():
         return folder
-    return _shipped_bundle(name)
+    return _shipped_bundle(DEFAULT_BUNDLE if name == OWN_NETWORK else name)
 
 
 def create_embedder(name: str = DEFAULT_EMBEDDER, threads: int = 1) -> Embedder:
