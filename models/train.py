@@ -377,9 +377,9 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """Mixed precision where it pays: fp16 on CUDA, bf16 on a CPU that computes bf16 natively.
 
     On this project's 2-core AVX512-BF16 machine, bf16 autocast plus
-    channels-last makes a whole training step 1.5x faster (the network's
-    forward + backward 2.7x; benchmarks/train_speed.py); a CPU without native
-    bf16 would emulate it and be slower, so it stays fp32.
+    channels-last makes a whole training step 1.5x faster
+    (benchmarks/train_speed.py); a CPU without native bf16 would emulate it
+    and be slower, so it stays fp32.
     """
     if device.type == "cuda":
         return torch.float16
