@@ -29,6 +29,7 @@ def row_for(name: str, result: dict) -> dict:
     return {"run": name, "miner": cfg.get("miner"),
             **{k: cfg.get(k) for k in ("triplet", "distill_dlib", "distill_facenet", "distill_facenet_mode",
                                        "binary_head", "max_minutes")},
+            "centre_teachers": cfg.get("centre_teachers", False),  # runs from before the key: not centred
             "steps": result.get("steps"), "seconds": result.get("seconds"), "stop_reason": result.get("stop_reason"),
             **{k: report[k] for k in FIGURES if k in report}}
 

@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from . import metrics
+from .atomic import atomic_write, atomic_write_json
 from .errors import ModelError
 from .lfw import EVAL_FOLDS, LfwProtocol, load_protocol, pick_central
 
@@ -122,9 +123,7 @@ def _save(cache: Path, done: dict[str, np.ndarray | None], model_id: str, dim: i
     keys = sorted(done)
     vecs = np.stack([done[k] if done[k] is not None else np.zeros(dim, np.float32) for k in keys])
     ok = np.array([done[k] is not None for k in keys])
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, paths=np.array(keys), vectors=vecs, ok=ok, model_id=np.array(model_id))
-    os.replace(tmp, cache)
+    atomic_write(cache, lambda f: np.savez(f, paths=np.array(keys), vectors=vecs, ok=ok, model_id=np.array(model_id)))
 
 
 def pair_distances(table: EmbeddingTable, pairs: Sequence[tuple[object, Path, Path]]) -> np.ndarray:
@@ -201,7 +200,7 @@ def save_thresholds(report: dict, path: Path, default_fmr: str = "1e-4") -> None
         "source": f"facegate eval lfw ({report['protocol']}, {report['impostor_pairs']:,} impostor pairs); "
                   f"default at FMR {default_fmr}",
     }
-    path.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+    atomic_write_json(path, table, indent=2, sort_keys=True)
 
 
 #: The figures of a full-pipeline evaluation that a bundle's manifest keeps.
@@ -227,9 +226,7 @@ def record_in_bundle(report: dict, folder: Path) -> Path:
     data = json.loads((Path(folder) / MANIFEST).read_text())
     data.setdefault("evaluation", {})["pipeline"] = {k: report[k] for k in PIPELINE_FIGURES if k in report}
     path = Path(folder) / MANIFEST
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)  # a crash leaves the old manifest, never half a new one
+    atomic_write_json(path, data, indent=2)
     return path
 
 

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from facegate.edge.align import CROP_SIZE
+from facegate.edge.atomic import atomic_write, atomic_write_json
 from facegate.edge.errors import FacegateError
 from facegate.edge.evaluate import EVAL_MIN_FACE, PROTOCOL, EmbeddingTable, lfw_half_report
 from facegate.edge.lfw import EVAL_FOLDS, Pair, load_protocol, pick_central
@@ -74,19 +74,6 @@ def _rel_path(name: str, index: int) -> str:
     return f"lfw-deepfunneled/{name}/{name}_{index:04d}.jpg"
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj) + "\n")
-    os.replace(tmp, path)
-
-
-def _save_array(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
-
-
 def write_eval_set(folder: str | Path, crops: np.ndarray, paths: Sequence[str], people: Sequence[str],
                    ok: np.ndarray, pairs: Sequence[Pair], min_face: int = EVAL_MIN_FACE) -> Path:
     """A complete eval set from in-memory arrays (tests, or crops made elsewhere)."""
@@ -96,11 +83,13 @@ def write_eval_set(folder: str | Path, crops: np.ndarray, paths: Sequence[str], 
     if crops.shape != (len(paths), CROP_SIZE, CROP_SIZE, 3) or len(people) != len(paths) or len(ok) != len(paths):
         raise EvalSetError(f"crops {crops.shape}, {len(paths)} paths, {len(people)} people, {len(ok)} ok flags differ")
     np.save(folder / "crops.npy", crops)
-    _save_array(folder / "status.npy", np.where(np.asarray(ok, bool), FACE, NO_FACE).astype(np.int8))
+    status = np.where(np.asarray(ok, bool), FACE, NO_FACE).astype(np.int8)
+    atomic_write(folder / "status.npy", lambda f: np.save(f, status))
     plan = _plan_dict(list(paths), list(people), list(pairs), min_face)
-    _write_json(folder / PLAN, plan)
-    _write_json(folder / META, {"version": EVALSET_VERSION, "fingerprint": plan["fingerprint"], "images": len(paths),
-                                "failures_to_acquire": int(np.count_nonzero(~np.asarray(ok, bool)))})
+    atomic_write_json(folder / PLAN, plan)
+    failed = int(np.count_nonzero(status != FACE))
+    atomic_write_json(folder / META, {"version": EVALSET_VERSION, "fingerprint": plan["fingerprint"],
+                                      "images": len(paths), "failures_to_acquire": failed})
     return folder
 
 
@@ -168,8 +157,8 @@ def _run(root: Path, min_face: int, rels: Sequence[str], workers: int) -> Iterat
 def _save_progress(out: Path, crops: np.ndarray, status: np.ndarray, done: int) -> None:
     """Crops first, then the status, then the count: a crash in between only redoes some images."""
     crops.flush()
-    _save_array(out / "status.npy", status)
-    _write_json(out / PROGRESS, {"done": done})
+    atomic_write(out / "status.npy", lambda f: np.save(f, status))
+    atomic_write_json(out / PROGRESS, {"done": done})
 
 
 def build_eval_set(out: str | Path, root: str | Path | None = None, workers: int = 1, min_face: int = EVAL_MIN_FACE,
@@ -194,7 +183,7 @@ def build_eval_set(out: str | Path, root: str | Path | None = None, workers: int
         if (out / META).is_file():
             return load_eval_set(out)
     else:
-        _write_json(out / PLAN, plan)
+        atomic_write_json(out / PLAN, plan)
     n = len(rels)
     done = json.loads((out / PROGRESS).read_text())["done"] if (out / PROGRESS).is_file() else 0
     if done and (out / "crops.npy").is_file() and (out / "status.npy").is_file():
@@ -225,9 +214,9 @@ def build_eval_set(out: str | Path, root: str | Path | None = None, workers: int
     _save_progress(out, crops, status, n)
     del crops
     failed = int(np.count_nonzero(status != FACE))
-    _write_json(out / META, {"version": EVALSET_VERSION, "fingerprint": plan["fingerprint"], "images": n,
-                             "failures_to_acquire": failed, "seconds_last_run": round(time.time() - t0, 1),
-                             "detector": f"mtcnn(min_face_size={min_face})"})
+    atomic_write_json(out / META, {"version": EVALSET_VERSION, "fingerprint": plan["fingerprint"], "images": n,
+                                   "failures_to_acquire": failed, "seconds_last_run": round(time.time() - t0, 1),
+                                   "detector": f"mtcnn(min_face_size={min_face})"})
     log.info("%s: %d split-B crops, %d failures to acquire", out, n, failed)
     return load_eval_set(out)
 

@@ -39,7 +39,6 @@ import json
 import logging
 import math
 import multiprocessing as mp
-import os
 import re
 import shutil
 import time
@@ -51,6 +50,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from facegate.edge.align import CROP_SIZE
+from facegate.edge.atomic import atomic_path, atomic_write, atomic_write_json
 from facegate.edge.errors import BackendUnavailable, FacegateError
 from facegate.edge.lfw import DEFAULT_ROOT as LFW_ROOT
 from facegate.edge.lfw import LfwProtocol, load_protocol, pick_central
@@ -346,19 +346,10 @@ def _write_shard(path: Path, results: list[dict[str, Any]]) -> None:
         for name, vec in r["teachers"].items():
             arrays[f"teacher_{name}"][i] = vec
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 # --- the cache --------------------------------------------------------------------------
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def _write_tables(folder: Path, labels: np.ndarray, people: list[str], paths: list[str], sources: list[str],
                   teachers: dict[str, np.ndarray], landmarks: np.ndarray, boxes: np.ndarray,
                   scores: np.ndarray) -> None:
@@ -371,9 +362,9 @@ def _write_tables(folder: Path, labels: np.ndarray, people: list[str], paths: li
         t = teachers.get(name)
         np.save(folder / f"teacher_{name}.npy",
                 np.full((n, dim), np.nan, np.float32) if t is None else t.astype(np.float32).reshape(n, dim))
-    _write_json(folder / "people.json", people)
-    _write_json(folder / "paths.json", paths)
-    _write_json(folder / "sources.json", sources)
+    atomic_write_json(folder / "people.json", people, indent=1)
+    atomic_write_json(folder / "paths.json", paths, indent=1)
+    atomic_write_json(folder / "sources.json", sources, indent=1)
 
 
 def write_cache(folder: str | Path, crops: np.ndarray, persons: Sequence[str], paths: Sequence[str] | None = None,
@@ -393,9 +384,10 @@ def write_cache(folder: str | Path, crops: np.ndarray, persons: Sequence[str], p
                   list(paths) if paths is not None else [f"image_{i}" for i in range(n)],
                   list(sources) if sources is not None else ["memory"] * n, teachers or {},
                   np.full((n, 5, 2), np.nan), np.full((n, 4), np.nan), np.full(n, np.nan))
-    _write_json(folder / "failures.json", [])
-    _write_json(folder / META, {"version": CACHE_VERSION, "images": n, "people": len(people),
-                                "crop_size": CROP_SIZE, "colour": "bgr", "layout": "nhwc", **(meta or {})})
+    atomic_write_json(folder / "failures.json", [], indent=1)
+    atomic_write_json(folder / META, {"version": CACHE_VERSION, "images": n, "people": len(people),
+                                      "crop_size": CROP_SIZE, "colour": "bgr", "layout": "nhwc", **(meta or {})},
+                      indent=1)
     return folder
 
 
@@ -408,29 +400,28 @@ def _consolidate(folder: Path, items: list[Item], n_shards: int) -> tuple[int, l
     n = int(sum(int(o.sum()) for o in oks))
     if n == 0:
         raise PrepareError("no face was acquired from any image; nothing to cache")
-    tmp = folder / ".crops.npy.tmp"
-    crops = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, CROP_SIZE, CROP_SIZE, 3))
-    rows: list[int] = []
-    teachers: dict[str, list[np.ndarray]] = {name: [] for name in TEACHERS}
-    landmarks, boxes, scores = [], [], []
-    failures: list[dict[str, str]] = []
-    pos = 0
-    for k in range(n_shards):
-        with np.load(_shard_path(folder, k)) as z:
-            ok, index = z["ok"], z["index"]
-            m = int(ok.sum())
-            crops[pos:pos + m] = z["crops"][ok]
-            pos += m
-            rows.extend(index[ok].tolist())
-            for name in TEACHERS:
-                teachers[name].append(z[f"teacher_{name}"][ok])
-            landmarks.append(z["landmarks"][ok])
-            boxes.append(z["boxes"][ok])
-            scores.append(z["scores"][ok])
-            failures.extend({"path": items[i].path, "error": str(e)} for i, e in zip(index[~ok], z["errors"][~ok]))
-    crops.flush()
-    del crops
-    os.replace(tmp, folder / "crops.npy")
+    with atomic_path(folder / "crops.npy") as tmp:  # renamed onto crops.npy only once complete
+        crops = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, CROP_SIZE, CROP_SIZE, 3))
+        rows: list[int] = []
+        teachers: dict[str, list[np.ndarray]] = {name: [] for name in TEACHERS}
+        landmarks, boxes, scores = [], [], []
+        failures: list[dict[str, str]] = []
+        pos = 0
+        for k in range(n_shards):
+            with np.load(_shard_path(folder, k)) as z:
+                ok, index = z["ok"], z["index"]
+                m = int(ok.sum())
+                crops[pos:pos + m] = z["crops"][ok]
+                pos += m
+                rows.extend(index[ok].tolist())
+                for name in TEACHERS:
+                    teachers[name].append(z[f"teacher_{name}"][ok])
+                landmarks.append(z["landmarks"][ok])
+                boxes.append(z["boxes"][ok])
+                scores.append(z["scores"][ok])
+                failures.extend({"path": items[i].path, "error": str(e)} for i, e in zip(index[~ok], z["errors"][~ok]))
+        crops.flush()
+        del crops
     persons = [items[i].person for i in rows]
     people = sorted(set(persons))
     lookup = {p: i for i, p in enumerate(people)}
@@ -438,7 +429,7 @@ def _consolidate(folder: Path, items: list[Item], n_shards: int) -> tuple[int, l
     _write_tables(folder, np.array([lookup[p] for p in persons], np.int64), people,
                   [items[i].path for i in rows], [items[i].source for i in rows], tarr,
                   np.concatenate(landmarks), np.concatenate(boxes), np.concatenate(scores))
-    _write_json(folder / "failures.json", failures)
+    atomic_write_json(folder / "failures.json", failures, indent=1)
     per_source: dict[str, dict[str, int]] = {}
     for it in items:
         per_source.setdefault(it.source, {"planned": 0, "images": 0})["planned"] += 1
@@ -498,7 +489,7 @@ def prepare_dataset(config: PrepareConfig) -> PrepareReport:
             raise PrepareError(f"{out} holds a cache of a different plan (sources, limit, teachers or data "
                                "changed); use another --out or delete that folder")
     else:
-        _write_json(plan_path, {"fingerprint": fingerprint, **plan})
+        atomic_write_json(plan_path, {"fingerprint": fingerprint, **plan}, indent=1)
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         if meta.get("fingerprint") == fingerprint:
@@ -534,14 +525,14 @@ def prepare_dataset(config: PrepareConfig) -> PrepareReport:
     people = len(json.loads((out / "people.json").read_text()))
     report = PrepareReport(out, n, people, len(items), len(jobs), len(failures), round(time.time() - t0, 1),
                            per_source, teacher_ids)
-    _write_json(meta_path, {
+    atomic_write_json(meta_path, {
         "version": CACHE_VERSION, "fingerprint": fingerprint, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "images": n, "people": people, "planned": len(items), "failed": len(failures),
         "crop_size": CROP_SIZE, "colour": "bgr", "layout": "nhwc",
         "detector": f"mtcnn(min_face_size={cfg.min_face_size})",
         "teachers": teacher_ids, "teacher_dims": TEACHERS, "per_source": per_source,
         "config": {k: v for k, v in plan.items() if k != "items"}, "seconds_last_run": report.seconds,
-    })
+    }, indent=1)
     if not cfg.keep_shards:
         shutil.rmtree(out / "shards", ignore_errors=True)
     log.info("%s: %d images of %d people (%d failed)", out, n, people, len(failures))

@@ -46,6 +46,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from facegate.edge.atomic import atomic_write, atomic_write_json, atomic_write_text
 from facegate.edge.errors import FacegateError
 
 from . import losses as L
@@ -102,6 +103,12 @@ class TrainConfig:
     distill_extra_batch: int = 0  # extra random images per step for the distillation terms only
     distill_extra_pool: str = "singletons"  # "singletons": people with one image | "all": any image
     augment: bool = True
+    # centre each teacher on the mean of its unit vectors over the cache (then re-normalise): dlib's
+    # embeddings share one direction (mean pair cosine 0.83), which a plain cosine pull copies instead of identity
+    centre_teachers: bool = True
+    # start from these weights (a run folder, its checkpoint.pt, or export_run's .pt such as
+    # models/facegate-mfn.pt) with a new optimiser and schedule; --resume of this run's own checkpoint wins
+    init_from: str | None = None
     # optimisation
     optimizer: str = "adamw"
     lr: float = 2e-3
@@ -488,15 +495,8 @@ def _set_rng_states(s: dict[str, Any]) -> None:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    """``torch.save`` that never leaves half a checkpoint (see :mod:`facegate.edge.atomic`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -510,6 +510,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainError(f"{path}: not a facegate training checkpoint (format {ckpt.get('format')!r})")
     return ckpt
+
+
+def _initial_weights(source: str, net_cfg: NetConfig) -> dict[str, torch.Tensor]:
+    """The unfolded state_dict of ``source`` for ``init_from``, refused if it is another architecture."""
+    from facegate.export import ExportError
+    from facegate.export.checkpoint import load_checkpoint as load_any
+
+    path = Path(os.path.expandvars(source)).expanduser()
+    try:
+        net, extras = load_any(path)
+    except ExportError as exc:
+        raise TrainError(f"init_from: {exc}") from None
+    if extras["folded"]:
+        raise TrainError(f"init_from {path}: BatchNorm is folded into these weights; give the unfolded .pt")
+    if extras["net_config"] != net_cfg:
+        raise TrainError(f"init_from {path}: its network {extras['net_config']} is not the recipe's {net_cfg}")
+    return net.state_dict()
 
 
 def net_from_checkpoint(ckpt: dict[str, Any]) -> FaceEmbeddingNet:
@@ -706,7 +723,7 @@ class MetricsLog:
         if enabled and resume_step is not None and path.is_file():
             keep = [ln for ln in path.read_text().splitlines() if ln.strip()
                     and json.loads(ln).get("step", 0) <= resume_step]
-            path.write_text("".join(ln + "\n" for ln in keep))
+            atomic_write_text(path, "".join(ln + "\n" for ln in keep))
         elif enabled and resume_step is None and path.is_file():
             path.unlink()
 
@@ -797,13 +814,16 @@ def _train(cfg: TrainConfig, d: Dist, resume: bool, progress: bool | None) -> Tr
         report = ckpt.get("eval")
         _set_rng_states(ckpt["rng"])
         log.info("resumed at epoch %d, step %d (%.0f s trained)", state.epoch, state.step, state.seconds)
+    elif cfg.init_from:
+        model.net.load_state_dict(_initial_weights(cfg.init_from, net_cfg))
+        log.info("network initialised from %s", cfg.init_from)
     wrapped: nn.Module = model
     if d.world > 1:
         wrapped = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda"
                                                       else None)
 
     dataset = FaceCropDataset(cache, augment_config=AugmentConfig() if cfg.augment else None, seed=sampler_seed)
-    collate = Collate(cache, cfg.teachers)
+    collate = Collate(cache, cfg.teachers, centre=cfg.centre_teachers)
     pool = _extra_pool(cache, cfg) if cfg.distill_extra_batch else np.zeros(0, np.int64)
     n_pk = cfg.p * cfg.k
     metrics = MetricsLog(out / METRICS, d.main, state.step if ckpt is not None else None)
@@ -937,10 +957,10 @@ def _train(cfg: TrainConfig, d: Dist, resume: bool, progress: bool | None) -> Tr
             bundle = Path(exported["bundle"]) if exported["bundle"] else None
         elif cfg.export:
             log.warning("no bundle exported: no evaluation (set eval_cache) to take thresholds from")
-        _write_json(out / RESULT, {"stop_reason": state.stop_reason, "steps": state.step, "epochs": state.epoch,
-                                   "seconds": round(state.seconds, 1), "eval": report,
-                                   "bundle": str(bundle) if bundle else None, "export": exported,
-                                   "config": cfg.to_dict()})
+        atomic_write_json(out / RESULT, {"stop_reason": state.stop_reason, "steps": state.step, "epochs": state.epoch,
+                                         "seconds": round(state.seconds, 1), "eval": report,
+                                         "bundle": str(bundle) if bundle else None, "export": exported,
+                                         "config": cfg.to_dict()}, indent=1)
     _barrier(d)
     return TrainResult(model.net, model, state, report, out, ckpt_path, bundle, False, exported)
 

@@ -19,6 +19,7 @@ from facegate.models.data import (  # noqa: E402
     PKBatchSampler,
     affine,
     augment,
+    centred,
     describe,
     grey,
     hflip,
@@ -131,6 +132,31 @@ def test_dataset_loader_and_collate(cache):
     assert torch.equal(b.teachers["dlib"], torch.from_numpy(cache.teachers["dlib"][b.rows.numpy()]))
     plain = FaceCropDataset(cache, indices=[7])
     assert len(plain) == 1 and np.array_equal(plain[0][0], cache.crops[7])
+
+
+def test_centred_teachers_lose_their_common_direction_and_keep_their_gaps():
+    rng = np.random.default_rng(0)
+    common = rng.standard_normal(16)
+    raw = (3 * common + rng.standard_normal((200, 16))).astype(np.float32)  # every row leans one way
+    raw[5] = np.nan
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    ok = np.isfinite(raw).all(axis=1)
+    assert (unit[ok] @ unit[ok].T).mean() > 0.8
+    c = centred(raw)
+    assert np.isnan(c[5]).all() and np.isfinite(c[ok]).all()
+    np.testing.assert_allclose(np.linalg.norm(c[ok], axis=1), 1.0, atol=1e-5)
+    assert abs((c[ok] @ c[ok].T).mean()) < 0.05
+    # the same two rows stay the nearest pair: identity is what remains
+    raw[7] = raw[8] + 0.01
+    c = centred(raw)
+    assert np.argmax(np.delete(c[ok] @ c[8], list(np.flatnonzero(ok)).index(8))) == list(np.flatnonzero(ok)).index(7)
+    assert np.isnan(centred(np.full((3, 4), np.nan))).all()
+
+
+def test_collate_can_centre_the_teachers(cache):
+    plain, centre = Collate(cache), Collate(cache, centre=True)
+    np.testing.assert_allclose(centre.teachers["dlib"], centred(cache.teachers["dlib"]))
+    assert not np.allclose(np.nan_to_num(plain.teachers["dlib"]), np.nan_to_num(centre.teachers["dlib"]))
 
 
 def test_cache_pickles_without_its_memory_map(cache):

@@ -118,6 +118,10 @@ def test_shipped_recipes_load():
     assert (default.miner, default.p, default.k, default.optimizer, default.lr) == ("semi_hard", 16, 4, "adamw", 2e-3)
     assert default.max_minutes <= 150 and default.threads == 2  # reproducible on the 2-core reference machine
     assert default.distill_dlib > 0 and default.distill_facenet > 0 and default.binary_head > 0
+    stage2 = names.pop("mfn_distill_stage2")  # continues from the shipped stage-1 weights, teachers centred
+    assert Path(stage2.init_from) == Path("models/facegate-mfn.pt") and stage2.centre_teachers
+    assert stage2.miner == default.miner and stage2.out != default.out and stage2.max_minutes <= 150
+    assert (Path(__file__).resolve().parents[1] / stage2.init_from).is_file()
     assert {c.miner for c in names.values()} == {"random", "semi_hard", "batch_hard"}
     assert len({c.max_minutes for c in names.values()}) == 1  # one budget for the whole ablation
 
@@ -170,6 +174,36 @@ def test_resume_replays_an_uninterrupted_run_exactly(tiny_cache, tmp_path):
         assert torch.equal(a[k], b[k]), k
     rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(tiny_cache, tmp_path):
+    first = train(_config(tiny_cache, tmp_path / "first", epochs=1, steps_per_epoch=2), progress=False)
+    cfg = _config(tiny_cache, tmp_path / "second", epochs=1, steps_per_epoch=2, max_steps=1, lr=0.0, warmup_steps=0,
+                  init_from=str(tmp_path / "first"))
+    second = train(cfg, progress=False)
+    assert second.state.step == 1  # a new run: its own step count, optimiser and schedule
+    # with a zero learning rate only BatchNorm's running statistics move: the weights are the first run's
+    a, b = _params(first.net), _params(second.net)
+    for k in a:
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_init_from_refuses_another_architecture_and_folded_weights(tiny_cache, tmp_path):
+    from facegate.models.network import FaceEmbeddingNet, fold_batchnorm
+    from facegate.models.train import net_config_to_dict
+
+    train(_config(tiny_cache, tmp_path / "first", epochs=1, steps_per_epoch=1), progress=False)
+    wider = {**TINY_NET, "head_channels": 48}
+    with pytest.raises(TrainError, match="not the recipe's"):
+        train(_config(tiny_cache, tmp_path / "a", net=wider, init_from=str(tmp_path / "first")), progress=False)
+    net = FaceEmbeddingNet(build_net_config(TINY_NET)).eval()
+    torch.save({"net_config": net_config_to_dict(net.config), "folded": True,
+                "state_dict": fold_batchnorm(net).state_dict()}, tmp_path / "folded.pt")
+    with pytest.raises(TrainError, match="folded"):
+        train(_config(tiny_cache, tmp_path / "b", init_from=str(tmp_path / "folded.pt")), progress=False)
+    with pytest.raises(TrainError, match="init_from"):
+        train(_config(tiny_cache, tmp_path / "c", init_from=str(tmp_path / "missing.pt")), progress=False)
 
 
 def test_mixed_precision_is_bf16_only_on_a_cpu_that_computes_it(monkeypatch):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import BundleError, ChecksumError
 from ..types import Detection
 from .base import EmbedderBase, Thresholds, make_model_id, sha256_file
@@ -172,7 +173,7 @@ def write_bundle(folder: str | Path, model_file: str | Path, **fields: Any) -> M
         if key in data and hasattr(data[key], "__dataclass_fields__"):
             data[key] = asdict(data[key])
     manifest = parse_manifest(data, str(folder / MANIFEST))
-    (folder / MANIFEST).write_text(manifest.to_json())
+    atomic_write_text(folder / MANIFEST, manifest.to_json())
     return manifest
 
 
