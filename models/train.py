@@ -107,7 +107,7 @@ class TrainConfig:
     # embeddings share one direction (mean pair cosine 0.83), which a plain cosine pull copies instead of identity
     centre_teachers: bool = True
     # start from these weights (a run folder, its checkpoint.pt, or export_run's .pt such as
-    # models/facegate-mfn.pt) with a new optimiser and schedule; --resume of this run's own checkpoint wins
+    # models/facegate-mfn-stage1.pt) with a new optimiser and schedule; --resume of this run's own checkpoint wins
     init_from: str | None = None
     # optimisation
     optimizer: str = "adamw"

@@ -119,7 +119,7 @@ def test_shipped_recipes_load():
     assert default.max_minutes <= 150 and default.threads == 2  # reproducible on the 2-core reference machine
     assert default.distill_dlib > 0 and default.distill_facenet > 0 and default.binary_head > 0
     stage2 = names.pop("mfn_distill_stage2")  # continues from the shipped stage-1 weights, teachers centred
-    assert Path(stage2.init_from) == Path("models/facegate-mfn.pt") and stage2.centre_teachers
+    assert Path(stage2.init_from) == Path("models/facegate-mfn-stage1.pt") and stage2.centre_teachers
     assert stage2.miner == default.miner and stage2.out != default.out and stage2.max_minutes <= 150
     assert (Path(__file__).resolve().parents[1] / stage2.init_from).is_file()
     assert {c.miner for c in names.values()} == {"random", "semi_hard", "batch_hard"}
