@@ -765,6 +765,9 @@ def _train(cfg: TrainConfig, d: Dist, resume: bool, progress: bool | None) -> Tr
             log.warning("resuming with changed settings: %s", ", ".join(sorted(changed)))
     elif resume:
         log.info("%s: no checkpoint, starting a new run", out)
+    net_cfg = build_net_config(cfg.net)
+    # a bad init_from fails now, not after the caches are read (and before the seed, which it would consume)
+    initial = _initial_weights(cfg.init_from, net_cfg) if ckpt is None and cfg.init_from else None
 
     cache = load_cache(Path(os.path.expandvars(cfg.cache)).expanduser())
     if d.main:
@@ -785,7 +788,6 @@ def _train(cfg: TrainConfig, d: Dist, resume: bool, progress: bool | None) -> Tr
 
     # model, optimiser, schedule (identical initial weights on every rank)
     torch.manual_seed(cfg.seed)
-    net_cfg = build_net_config(cfg.net)
     model = TrainModel(FaceEmbeddingNet(net_cfg), cfg).to(d.device)
     model.amp = autocast_dtype(d.device) if cfg.amp else None
     if cfg.channels_last:
@@ -814,8 +816,8 @@ def _train(cfg: TrainConfig, d: Dist, resume: bool, progress: bool | None) -> Tr
         report = ckpt.get("eval")
         _set_rng_states(ckpt["rng"])
         log.info("resumed at epoch %d, step %d (%.0f s trained)", state.epoch, state.step, state.seconds)
-    elif cfg.init_from:
-        model.net.load_state_dict(_initial_weights(cfg.init_from, net_cfg))
+    elif initial is not None:
+        model.net.load_state_dict(initial)
         log.info("network initialised from %s", cfg.init_from)
     wrapped: nn.Module = model
     if d.world > 1:

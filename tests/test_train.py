@@ -204,6 +204,8 @@ def test_init_from_refuses_another_architecture_and_folded_weights(tiny_cache, t
         train(_config(tiny_cache, tmp_path / "b", init_from=str(tmp_path / "folded.pt")), progress=False)
     with pytest.raises(TrainError, match="init_from"):
         train(_config(tiny_cache, tmp_path / "c", init_from=str(tmp_path / "missing.pt")), progress=False)
+    with pytest.raises(TrainError, match="init_from"):  # before the (here absent) cache is read
+        train(_config(tmp_path / "no-cache", tmp_path / "d", init_from=str(tmp_path / "missing.pt")), progress=False)
 
 
 def test_mixed_precision_is_bf16_only_on_a_cpu_that_computes_it(monkeypatch):
