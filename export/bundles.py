@@ -172,13 +172,14 @@ def export_onnx_bundles(net: nn.Module, out: str | Path, calibration_crops: np.n
     """
     import onnxruntime
 
-    from .onnx import ONNX_INPUT, export_onnx, quantize_onnx_int8
+    from .onnx import export_onnx, net_input, quantize_onnx_int8
 
+    spec = net_input(net)
     return _fp32_and_int8(
         net, out, info, "onnx", calibration_crops, parity_crops, threads, min_cosine,
-        fp32=(lambda p: export_onnx(net.eval(), p), ONNX_INPUT,
+        fp32=(lambda p: export_onnx(net.eval(), p), spec,
               {"tool": "torch.onnx.export (dynamo), BatchNorm folded", "io": "float32"}),
-        int8=(lambda p, fp32, calib: quantize_onnx_int8(fp32, p, calib), ONNX_INPUT,
+        int8=(lambda p, fp32, calib: quantize_onnx_int8(fp32, p, calib, spec=spec), spec,
               {"tool": f"onnxruntime {onnxruntime.__version__} quantize_static: QDQ, per-channel int8 "
                        "weights, uint8 activations, MinMax calibration", "io": "float32"}),
     )
@@ -189,14 +190,14 @@ def export_tflite_bundles(net: nn.Module, out: str | Path, calibration_crops: np
                           min_cosine: dict[str, tuple[str, float]] | None = None) -> list[ExportedBundle]:
     """``<name>-tflite-fp32`` and ``<name>-tflite-int8`` bundles in ``out`` (needs litert-torch); see
     :func:`export_onnx_bundles`."""
-    from .tflite import TFLITE_INPUT, TFLITE_INT8_INPUT, export_tflite, export_tflite_int8, litert_torch_version
+    from .tflite import export_tflite, export_tflite_int8, litert_torch_version, tflite_input
 
     tool = f"litert-torch {litert_torch_version()}"
     return _fp32_and_int8(
         net, out, info, "tflite", calibration_crops, parity_crops, threads, min_cosine,
-        fp32=(lambda p: export_tflite(net.eval(), p), TFLITE_INPUT,
+        fp32=(lambda p: export_tflite(net.eval(), p), tflite_input(net),
               {"tool": f"{tool}, BatchNorm folded", "io": "float32"}),
-        int8=(lambda p, fp32, calib: export_tflite_int8(net.eval(), p, calib), TFLITE_INT8_INPUT,
+        int8=(lambda p, fp32, calib: export_tflite_int8(net.eval(), p, calib), tflite_input(net, int8=True),
               {"tool": f"{tool} PT2E: per-channel symmetric int8 weights, per-tensor int8 activations, "
                        "histogram calibration",
                "io": "int8 (quantised with the model's own input/output scale and zero point)"}),

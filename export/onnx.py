@@ -33,14 +33,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from facegate.edge.embed.bundle import InputSpec
 from facegate.models.data import TRAIN_INPUT, preprocess
-from facegate.models.network import INPUT_SIZE, fold_batchnorm
+from facegate.models.network import fold_batchnorm
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
 #: The ONNX bundles' input: exactly the training preprocessing (RGB, (x - 127.5) / 127.5, NCHW, float32).
 ONNX_INPUT = TRAIN_INPUT
+
+
+def net_input(net: nn.Module) -> InputSpec:
+    """The input a network declares (``input_spec``: the Inception-ResNet rungs), else the small network's."""
+    return getattr(net, "input_spec", ONNX_INPUT)
 
 
 class RawEmbedding(nn.Module):
@@ -59,13 +65,14 @@ def export_module(net: nn.Module) -> nn.Module:
     return RawEmbedding(fold_batchnorm(net)).eval()
 
 
-def export_onnx(net: nn.Module, path: str | Path, input_size: int = INPUT_SIZE, opset: int | None = None) -> Path:
+def export_onnx(net: nn.Module, path: str | Path, input_size: int | None = None, opset: int | None = None) -> Path:
     """Write ``net`` as a self-contained fp32 ONNX file (BatchNorm folded, dynamic batch); returns the path."""
     import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = export_module(net)
+    input_size = input_size or net_input(net).size
     example = (torch.zeros(2, 3, input_size, input_size),)
     batch = torch.export.Dim("batch", min=1, max=1024)
     kwargs = {} if opset is None else {"opset_version": opset}
@@ -92,15 +99,17 @@ def _as_batch(crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
 class CropReader:
     """onnxruntime ``CalibrationDataReader`` over aligned BGR uint8 crops, preprocessed as on the device."""
 
-    def __init__(self, crops: np.ndarray | Sequence[np.ndarray], input_name: str = INPUT_NAME, batch: int = 16) -> None:
+    def __init__(self, crops: np.ndarray | Sequence[np.ndarray], input_name: str = INPUT_NAME, batch: int = 16,
+                 spec: InputSpec = ONNX_INPUT) -> None:
         self.crops = _as_batch(crops)
+        self.spec = spec
         self.input_name = input_name
         self.batch = int(batch)
         self._it: Iterator[dict[str, np.ndarray]] | None = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         for k in range(0, len(self.crops), self.batch):
-            yield {self.input_name: preprocess(self.crops[k:k + self.batch], ONNX_INPUT)}
+            yield {self.input_name: preprocess(self.crops[k:k + self.batch], self.spec)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._it is None:
@@ -113,7 +122,8 @@ class CropReader:
 
 def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path,
                        calibration_crops: np.ndarray | Sequence[np.ndarray], activation_type: str = "uint8",
-                       reduce_range: bool = False) -> Path:
+                       reduce_range: bool = False, spec: InputSpec = ONNX_INPUT,
+                       method: str = "minmax") -> Path:
     """Static INT8 (QDQ, per-channel int8 weights, MinMax activations) of an fp32 ONNX file; returns ``out_path``.
 
     ``calibration_crops``: aligned BGR uint8 (N, 112, 112, 3) crops from facegate's
@@ -134,13 +144,17 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path,
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
-    reader = _Reader(calibration_crops, input_name)
+    reader = _Reader(calibration_crops, input_name, spec=spec)
+    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                 "entropy": CalibrationMethod.Entropy}.get(method)
+    if calibrate is None:
+        raise ValueError(f"method must be minmax, percentile or entropy, got {method!r}")
     with tempfile.TemporaryDirectory(prefix="facegate-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=act, weight_type=QuantType.QInt8, reduce_range=reduce_range,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=calibrate)
     onnx.checker.check_model(onnx.load(str(out_path)), full_check=True)
     log.info("wrote %s (%.2f MB) calibrated on %d crops", out_path, out_path.stat().st_size / 1e6,
              len(reader.crops))

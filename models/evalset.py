@@ -10,6 +10,9 @@ same arithmetic that scored dlib and FaceNet.
 The eval-set folder (numpy + JSON, no torch needed to read it):
 ``crops.npy`` uint8 (N, 112, 112, 3) BGR (zeros where no face was found),
 ``status.npy`` int8 (0 = not processed yet, 1 = face, 2 = no face / unreadable),
+``landmarks.npy`` float32 (N, 5, 2) and ``boxes.npy`` float32 (N, 4) of the face in
+the source image (so a network that wants another crop gets it from the same
+detection: :meth:`EvalSet.views`),
 ``plan.json`` (paths relative to the LFW root, each one's person, the
 evaluation pairs, the detector setting), ``progress.json`` (images done, for
 resuming) and ``meta.json`` last, which marks the set complete.
@@ -36,7 +39,7 @@ from facegate.edge.lfw import EVAL_FOLDS, Pair, load_protocol, pick_central
 
 log = logging.getLogger(__name__)
 
-EVALSET_VERSION = 1
+EVALSET_VERSION = 2
 META, PLAN, PROGRESS = "meta.json", "plan.json", "progress.json"
 FACE, NO_FACE = 1, 2
 
@@ -56,6 +59,8 @@ class EvalSet:
     pairs: list[Pair]  # folds 6-10
     min_face: int = EVAL_MIN_FACE
     folder: Path | None = None
+    landmarks: np.ndarray | None = None  # float32 (N, 5, 2) in the source image, when the set kept them
+    boxes: np.ndarray | None = None  # float32 (N, 4)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -67,6 +72,28 @@ class EvalSet:
     @property
     def detector(self) -> str:
         return f"mtcnn(min_face_size={self.min_face})"
+
+    def views(self, spec: Any, root: str | Path | None = None) -> np.ndarray:
+        """Every face cut again from its source image as ``spec`` (a crop spec) asks, from the same detection.
+
+        The 112 px template crop is ``crops``; a network with another input
+        (size, margin) is evaluated on exactly the faces the others were.
+        Rows without a face stay zero.
+        """
+        from facegate.edge.imageio import load_image
+
+        from .views import CropSpec, make_crop
+
+        if spec == CropSpec("align5", CROP_SIZE, 1.0):
+            return np.asarray(self.crops)
+        if self.landmarks is None or self.boxes is None:
+            raise EvalSetError("this evaluation set kept no detections; rebuild it with facegate train eval-set")
+        lfw_root = Path(root) if root is not None else load_protocol(None).root
+        out = np.zeros((len(self.paths), spec.size, spec.size, 3), np.uint8)
+        for i in np.flatnonzero(self.ok):
+            image = load_image(lfw_root / self.paths[i])
+            out[i] = make_crop(image, self.landmarks[i], self.boxes[i], spec)
+        return out
 
 
 def _rel_path(name: str, index: int) -> str:
@@ -110,7 +137,9 @@ def load_eval_set(folder: str | Path, mmap: bool = True) -> EvalSet:
     status = np.load(folder / "status.npy")
     crops = np.load(folder / "crops.npy", mmap_mode="r" if mmap else None)
     pairs = [Pair(int(f), a, int(i), b, int(j)) for f, a, i, b, j in plan["pairs"]]
-    return EvalSet(crops, plan["paths"], plan["people"], status == FACE, pairs, int(plan["min_face_size"]), folder)
+    kept = (folder / "landmarks.npy").is_file() and (folder / "boxes.npy").is_file()
+    return EvalSet(crops, plan["paths"], plan["people"], status == FACE, pairs, int(plan["min_face_size"]), folder,
+                   np.load(folder / "landmarks.npy") if kept else None, np.load(folder / "boxes.npy") if kept else None)
 
 
 # --- building it: detection + alignment in worker processes -----------------------------
@@ -126,8 +155,11 @@ def _init_worker(root: str, min_face: int) -> None:
     _WORKER.update(root=Path(root), detector=MtcnnDetector(min_face_size=min_face, threads=1))
 
 
-def _crop_one(rel: str) -> np.ndarray | None:
-    """As :func:`facegate.edge.evaluate._embed_path` up to the embedder: detect, pick the central face, warp."""
+def _crop_one(rel: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """As :func:`facegate.edge.evaluate._embed_path` up to the embedder: detect, pick the central face, warp.
+
+    Returns the crop with the face's landmarks and box in the source image.
+    """
     from facegate.edge.align import warp_face
     from facegate.edge.errors import ImageError
     from facegate.edge.imageio import load_image
@@ -138,10 +170,14 @@ def _crop_one(rel: str) -> np.ndarray | None:
         log.warning("%s: %s", rel, exc)
         return None
     face = pick_central(_WORKER["detector"].detect(image), image.shape)
-    return None if face is None else warp_face(image, face.landmarks, CROP_SIZE)
+    if face is None:
+        return None
+    return (warp_face(image, face.landmarks, CROP_SIZE), np.asarray(face.landmarks, np.float32),
+            np.asarray(face.box, np.float32))
 
 
-def _run(root: Path, min_face: int, rels: Sequence[str], workers: int) -> Iterator[np.ndarray | None]:
+def _run(root: Path, min_face: int, rels: Sequence[str],
+         workers: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     if workers <= 1:
         _init_worker(str(root), min_face)
         try:
@@ -154,9 +190,12 @@ def _run(root: Path, min_face: int, rels: Sequence[str], workers: int) -> Iterat
         yield from pool.imap(_crop_one, rels, chunksize=8)
 
 
-def _save_progress(out: Path, crops: np.ndarray, status: np.ndarray, done: int) -> None:
-    """Crops first, then the status, then the count: a crash in between only redoes some images."""
+def _save_progress(out: Path, crops: np.ndarray, status: np.ndarray, done: int,
+                   landmarks: np.ndarray, boxes: np.ndarray) -> None:
+    """Crops first, then detections and status, then the count: a crash in between only redoes some images."""
     crops.flush()
+    atomic_write(out / "landmarks.npy", lambda f: np.save(f, landmarks))
+    atomic_write(out / "boxes.npy", lambda f: np.save(f, boxes))
     atomic_write(out / "status.npy", lambda f: np.save(f, status))
     atomic_write_json(out / PROGRESS, {"done": done})
 
@@ -186,32 +225,34 @@ def build_eval_set(out: str | Path, root: str | Path | None = None, workers: int
         atomic_write_json(out / PLAN, plan)
     n = len(rels)
     done = json.loads((out / PROGRESS).read_text())["done"] if (out / PROGRESS).is_file() else 0
-    if done and (out / "crops.npy").is_file() and (out / "status.npy").is_file():
+    if done and all((out / f).is_file() for f in ("crops.npy", "status.npy", "landmarks.npy", "boxes.npy")):
         crops = np.load(out / "crops.npy", mmap_mode="r+")
         status = np.load(out / "status.npy")
+        landmarks, boxes = np.load(out / "landmarks.npy"), np.load(out / "boxes.npy")
         log.info("%s: resuming evaluation set at image %d of %d", out, done, n)
     else:
         done = 0
         crops = np.lib.format.open_memmap(out / "crops.npy", mode="w+", dtype=np.uint8,
                                           shape=(n, CROP_SIZE, CROP_SIZE, 3))
         status = np.zeros(n, np.int8)
+        landmarks, boxes = np.zeros((n, 5, 2), np.float32), np.zeros((n, 4), np.float32)
     t0 = time.time()
     from tqdm import tqdm
 
     bar = tqdm(total=n, initial=done, desc="eval set (LFW split B)", unit="img", disable=not progress)
     try:
-        for i, crop in enumerate(_run(lfw_root, min_face, rels[done:], workers), start=done):
-            if crop is None:
+        for i, found in enumerate(_run(lfw_root, min_face, rels[done:], workers), start=done):
+            if found is None:
                 status[i] = NO_FACE
             else:
-                crops[i] = crop
+                crops[i], landmarks[i], boxes[i] = found
                 status[i] = FACE
             bar.update()
             if (i + 1) % save_every == 0:
-                _save_progress(out, crops, status, i + 1)
+                _save_progress(out, crops, status, i + 1, landmarks, boxes)
     finally:
         bar.close()
-    _save_progress(out, crops, status, n)
+    _save_progress(out, crops, status, n, landmarks, boxes)
     del crops
     failed = int(np.count_nonzero(status != FACE))
     atomic_write_json(out / META, {"version": EVALSET_VERSION, "fingerprint": plan["fingerprint"], "images": n,

