@@ -129,7 +129,7 @@ def _bundle(out: Path, info: BundleInfo, fmt: str, precision: str, ext: str,
 def _crops(a: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(a)
     if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8 or len(a) == 0:
-        raise ExportError(f"{what} crops must be a non-empty BGR uint8 (N, 112, 112, 3) array, "
+        raise ExportError(f"{what} crops must be a non-empty BGR uint8 (N, S, S, 3) array, "
                           f"got {a.dtype} {a.shape}")
     return a
 
@@ -234,14 +234,23 @@ def export_checkpoint_bundles(net: nn.Module, extras: dict[str, Any], out: str |
         raise ExportError(f"{extras.get('path', 'the network')}: no evaluated thresholds; pass --evaluation "
                           "REPORT.json (facegate train eval --json) or --threshold DISTANCE")
     config = extras.get("config") or {}
-    calib_src = _path(calib) if calib is not None else (_path(config["cache"]) if config.get("cache") else None)
+    own = config.get("cache") or config.get("views")  # the small network's training cache, a rung's view cache
+    calib_src = _path(calib) if calib is not None else (_path(own) if own else None)
     if calib_src is None or not calib_src.exists():
         raise ExportError(f"no calibration crops{f' at {calib_src}' if calib_src else ''}: pass --calib with a "
                           "prepared training cache (facegate train prepare) or a .npy of aligned 112x112 crops")
     parity_src = _path(parity_source) if parity_source is not None else None
-    if parity_src is None and config.get("eval_cache") and _path(config["eval_cache"]).is_dir():
+    if parity_src is None and config.get("eval_cache") and _path(config["eval_cache"]).is_dir() and size == 112:
         parity_src = _path(config["eval_cache"])
-    calib_crops, parity_crops = calibration_and_parity(calib_src, calib_count, parity_count, parity_src, seed=seed)
+    from .onnx import net_input
+
+    size = net_input(net).size
+    calib_crops, parity_crops = calibration_and_parity(calib_src, calib_count, parity_count, parity_src, seed=seed,
+                                                       size=size)
+    for what, crops in (("calibration", calib_crops), ("parity", parity_crops)):
+        if crops.shape[1] != size:
+            raise ExportError(f"{what} crops are {crops.shape[1]} px, the network takes {size} px; "
+                              "give crops of its own view (a view cache: facegate train views)")
     info = BundleInfo(thresholds=thresholds, name=name, version=str(version or extras.get("version") or "0"),
                       binary_head=extras.get("binary_head"), evaluation=manifest_evaluation(report, extras),
                       calibration_source=str(calib_src), parity_source=str(parity_src or calib_src))

@@ -147,6 +147,35 @@ def _binary_head(obj: Any) -> ManifestHead | None:
     raise ExportError("binary_head: neither a BinaryHead state_dict nor {weights, bias}")
 
 
+LADDER_FORMAT = "facegate-irn-ladder-1"
+
+
+def _ladder(obj: Mapping[str, Any], path: Path, default_fmr: str) -> tuple[Any, dict[str, Any]]:
+    """A rung of the Inception-ResNet ladder (:mod:`facegate.models.ladder`): its network, last figures, crop."""
+    from facegate.models.irn import InceptionResNetV1, IRNConfig
+
+    try:
+        cfg = IRNConfig.from_dict(obj["irn"])
+        net = InceptionResNetV1(cfg)
+        net.load_state_dict(obj["state"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise ExportError(f"{path}: not a usable ladder checkpoint ({str(exc).splitlines()[0]})") from None
+    net.crop = dict(obj.get("crop") or {})
+    evals = list(obj.get("evals") or [])
+    report = dict(evals[-1]) if evals else {}
+    config = dict(obj.get("config") or {})
+    step = obj.get("step")
+    extras = {"kind": "ladder", "net_config": cfg, "folded": True, "binary_head": _binary_head(obj.get("head")),
+              "evaluation": report, "config": config, "step": step, "version": str(step), "path": str(path),
+              "training": {"steps": step, "seconds": round(float(obj.get("seconds", 0.0)), 1),
+                           "recipe": {k: config.get(k) for k in ("repeats", "input_size", "init_from", "lr",
+                                                                 "distill", "triplet", "binary_head")}},
+              "thresholds": thresholds_from_report(report, default_fmr, source=(
+                  f"facegate train ladder (lfw-half, step {step})")) if report else None}
+    log.info("%s: ladder checkpoint, %s, step %s", path, cfg, step)
+    return net.eval(), extras
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -177,6 +206,8 @@ def load_checkpoint(path: str | Path, net_config: NetConfig | Mapping[str, Any] 
     except Exception as exc:  # torch raises pickle / zip / runtime errors alike
         raise ExportError(f"{path}: not a torch checkpoint ({exc})") from None
 
+    if isinstance(obj, Mapping) and obj.get("format") == LADDER_FORMAT:
+        return _ladder(obj, path, default_fmr)
     cfg_arg: NetConfig | None = None
     if isinstance(net_config, NetConfig):
         cfg_arg = net_config

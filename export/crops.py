@@ -25,12 +25,10 @@ from . import ExportError
 
 log = logging.getLogger(__name__)
 
-CROP_SHAPE = (112, 112, 3)
-
-
 def _check(crops: np.ndarray, where: str) -> np.ndarray:
-    if crops.ndim != 4 or crops.shape[1:] != CROP_SHAPE or crops.dtype != np.uint8:
-        raise ExportError(f"{where}: crops must be uint8 (N, 112, 112, 3), got {crops.dtype} {crops.shape}")
+    """Square BGR uint8 crops (N, S, S, 3); the exporter checks S against the network's input."""
+    if crops.ndim != 4 or crops.shape[1] != crops.shape[2] or crops.shape[3] != 3 or crops.dtype != np.uint8:
+        raise ExportError(f"{where}: crops must be uint8 (N, S, S, 3), got {crops.dtype} {crops.shape}")
     return crops
 
 
@@ -61,8 +59,12 @@ def _from_shards(folder: Path, count: int | None, rng: np.random.Generator) -> n
     return crops if want is None else crops[rng.permutation(len(crops))[:want]]
 
 
-def load_crops(source: str | Path, count: int | None = None, seed: int = 0) -> np.ndarray:
-    """Up to ``count`` crops (all if None), drawn at random with ``seed``, as uint8 (N, 112, 112, 3)."""
+def load_crops(source: str | Path, count: int | None = None, seed: int = 0, size: int = 112) -> np.ndarray:
+    """Up to ``count`` crops (all if None), drawn at random with ``seed``, as uint8 (N, S, S, 3).
+
+    A view cache (:mod:`facegate.models.viewcache`) is read as ``crops_<size>``
+    of its ``size`` (the network's input), faces only.
+    """
     source = Path(source)
     rng = np.random.default_rng(seed)
     if source.is_file():
@@ -70,6 +72,9 @@ def load_crops(source: str | Path, count: int | None = None, seed: int = 0) -> n
             raise ExportError(f"{source}: not a .npy array of crops")
         data = np.load(source, mmap_mode="r")
         ok = None
+    elif (source / f"crops_{size}.npy").is_file() and (source / "ok.npy").is_file():
+        data = np.load(source / f"crops_{size}.npy", mmap_mode="r")
+        ok = np.load(source / "ok.npy")
     elif (source / "crops.npy").is_file():
         data = np.load(source / "crops.npy", mmap_mode="r")
         ok = np.load(source / "status.npy") == 1 if (source / "status.npy").is_file() else None
@@ -88,17 +93,18 @@ def load_crops(source: str | Path, count: int | None = None, seed: int = 0) -> n
 
 
 def calibration_and_parity(calib_source: str | Path, calib_count: int = 300, parity_count: int = 500,
-                           parity_source: str | Path | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Calibration crops and parity crops; disjoint when they come from the same source."""
+                           parity_source: str | Path | None = None, seed: int = 0,
+                           size: int = 112) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration crops and parity crops (``size`` px); disjoint when they come from the same source."""
     if parity_source is None or Path(parity_source) == Path(calib_source):
-        both = load_crops(calib_source, calib_count + parity_count, seed)
+        both = load_crops(calib_source, calib_count + parity_count, seed, size)
         both = both[np.random.default_rng(seed).permutation(len(both))]  # both halves spread over the source
         calib, parity = both[:calib_count], both[calib_count:]
         if len(parity) == 0:
             raise ExportError(f"{calib_source}: only {len(both)} crops, none left for the parity check")
     else:
-        calib = load_crops(calib_source, calib_count, seed)
-        parity = load_crops(parity_source, parity_count, seed)
+        calib = load_crops(calib_source, calib_count, seed, size)
+        parity = load_crops(parity_source, parity_count, seed, size)
     log.info("%d calibration crops from %s, %d parity crops from %s", len(calib), calib_source, len(parity),
              parity_source or calib_source)
     return calib, parity

@@ -190,9 +190,7 @@ def _evaluate(net: InceptionResNetV1, crops: np.ndarray, es: Any, rows: np.ndarr
             r = rows[s:s + 64]
             out[r] = net(torch.from_numpy(preprocess(crops[r], spec))).numpy()
     rep = eval_report(es, out, model_id)
-    keep = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-3", "tar_at_far_1e-4",
-            "threshold_far_1e-3", "threshold_far_1e-4")
-    return {k: float(rep[k]) for k in keep}
+    return {k: v for k, v in json.loads(json.dumps(rep)).items() if isinstance(v, (int, float, str))}
 
 
 def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
