@@ -251,8 +251,13 @@ def export_checkpoint_bundles(net: nn.Module, extras: dict[str, Any], out: str |
         if crops.shape[1] != size:
             raise ExportError(f"{what} crops are {crops.shape[1]} px, the network takes {size} px; "
                               "give crops of its own view (a view cache: facegate train views)")
+    from facegate.models.flops import count_cost
+
+    net_cost = count_cost(net, (1, 3, size, size))
+    evaluation = {**manifest_evaluation(report, extras),
+                  "network": {"parameters": net_cost.params, "gflops": round(net_cost.flops / 1e9, 3)}}
     info = BundleInfo(thresholds=thresholds, name=name, version=str(version or extras.get("version") or "0"),
-                      binary_head=extras.get("binary_head"), evaluation=manifest_evaluation(report, extras),
+                      binary_head=extras.get("binary_head"), evaluation=evaluation,
                       calibration_source=str(calib_src), parity_source=str(parity_src or calib_src))
     floors = None if min_int8_cosine is None else {**MIN_COSINE, "int8": ("cosine_mean", float(min_int8_cosine))}
     run = export_onnx_bundles if fmt == "onnx" else export_tflite_bundles

