@@ -66,14 +66,47 @@ def test_persists_across_reopen_in_wal(tmp_path):
 
 
 def test_shares_the_gallery_file(tmp_path):
+    import numpy as np
+
+    from facegate.edge.gallery import Gallery
+    from facegate.edge.types import Embedding
+
     path = tmp_path / "facegate.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE people (name TEXT)")
-        conn.execute("INSERT INTO people VALUES ('alice')")
+    vec = np.eye(4, dtype=np.float32)[0]
+    with Gallery(path) as g:
+        g.enroll("alice", [Embedding(vec, "m")])
     with open_log(path) as log:
         log.record(decision())
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT name FROM people").fetchall() == [("alice",)]
+    with Gallery(path) as g:
+        assert [p.name for p in g.people()] == ["alice"]
+
+
+def test_opening_the_audit_log_first_leaves_a_file_the_gallery_accepts(tmp_path):
+    """The events table is one of the gallery's migrations, so the order of opening does not matter."""
+    import numpy as np
+
+    from facegate.edge.gallery import Gallery
+    from facegate.edge.types import Embedding
+
+    path = tmp_path / "facegate.db"
+    with open_log(path) as log:
+        log.record(decision())
+    with Gallery(path) as g:
+        g.enroll("alice", [Embedding(np.eye(4, dtype=np.float32)[0], "m")])
+        assert len(g) == 1
+    with Gallery(path, readonly=True) as g, open_log(path) as log:
+        assert len(g) == 1 and [d.outcome for d in log.recent()] == ["grant"]
+
+
+def test_door_events_are_their_own_record(tmp_path):
+    from facegate.edge.types import DoorEvent, DoorState
+
+    with open_log(tmp_path / "f.db") as log:
+        log.record(DoorEvent(NOW, DoorState.OPEN))
+        log.record(decision(ts=NOW + 1))
+        newest, door = log.recent()
+    assert door == DoorEvent(NOW, DoorState.OPEN) and door.outcome == "door_open"
+    assert newest.outcome == "grant"
 
 
 def test_foreign_events_table_refused(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facegate.edge.cli import EXIT_ERROR, EXIT_OK, EXIT_REJECT, main
-from facegate.edge.samples import portrait_path, sample_portrait
+from facegate.edge.eval.samples import portrait_path, sample_portrait
 
 from .helpers import tiny_bundle
 

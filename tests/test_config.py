@@ -12,8 +12,8 @@ from facegate.edge.config import (
     CameraConfig,
     Config,
     LockConfig,
-    PolicySection,
-    QualityConfig,
+    PolicyConfig,
+    QualityThresholds,
 )
 from facegate.edge.errors import ConfigError
 
@@ -168,15 +168,21 @@ def test_not_utf8(tmp_path: Path) -> None:
         Config.load(path)
 
 
-def test_policy_section_converts_to_policy_config() -> None:
-    """The daemon builds policy.PolicyConfig from [policy]; names and defaults must agree."""
-    policy = pytest.importorskip("facegate.edge.policy")
-    section = PolicySection()
-    assert {f.name for f in dataclasses.fields(section)} == {f.name for f in dataclasses.fields(policy.PolicyConfig)}
-    assert policy.PolicyConfig(**dataclasses.asdict(section)) == policy.PolicyConfig()
+def test_policy_and_quality_tables_parse_into_the_stages_own_dataclasses() -> None:
+    """[policy] is policy.PolicyConfig and [quality] align.QualityThresholds: one type, one set of defaults."""
+    from facegate.edge.align import QualityThresholds as GateThresholds
+    from facegate.edge.policy import PolicyConfig as PolicyOwn
+
+    cfg = Config.from_dict({"policy": {"k": 3, "n": 4}, "quality": {"min_sharpness": 30}})
+    assert type(cfg.policy) is PolicyOwn and (cfg.policy.k, cfg.policy.n) == (3, 4)
+    assert type(cfg.quality) is GateThresholds and cfg.quality.min_sharpness == 30.0
+    assert Config().policy == PolicyOwn() and Config().quality == GateThresholds()
 
 
-def test_sections_are_independent_dataclasses() -> None:
-    # PolicySection is the file's view; edge/policy.py owns PolicyConfig.
-    assert PolicySection().k <= PolicySection().n
-    assert QualityConfig().min_brightness < QualityConfig().max_brightness
+def test_the_stages_dataclasses_check_their_own_bounds_from_code_too() -> None:
+    with pytest.raises(ConfigError, match=r"policy\.k: expected at most policy\.n"):
+        PolicyConfig(k=4, n=3)
+    with pytest.raises(ConfigError, match=r"quality\.min_brightness"):
+        QualityThresholds(min_brightness=200, max_brightness=100)
+    with pytest.raises(ConfigError, match=r"policy\.window_seconds"):
+        PolicyConfig(window_seconds=0)

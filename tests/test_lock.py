@@ -261,9 +261,54 @@ def test_log_lock_extend_cancel_close():
         lock.unlock()
 
 
+class FakeClock:
+    """A monotonic clock moved by hand: relock tests without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_log_lock_injected_clock_stamps_history():
-    ticks = iter(range(100))
-    with LogLock(unlock_seconds=10, clock=lambda: float(next(ticks))) as lock:
+    clock = FakeClock()
+    with LogLock(unlock_seconds=10, clock=clock) as lock:
+        clock.advance(1)
         lock.unlock()
+        clock.advance(1)
         lock.lock()
     assert lock.history == [(0.0, "locked"), (1.0, "unlocked"), (2.0, "locked")]
+
+
+def test_relock_timer_on_an_injected_clock_needs_no_sleep():
+    clock = FakeClock()
+    with LogLock(unlock_seconds=3, clock=clock) as lock:
+        lock.unlock()
+        clock.advance(2.9)
+        assert not lock.poll() and not lock.is_locked and lock.relock_in == pytest.approx(0.1)
+        lock.unlock(0.05)  # shorter: never shortens
+        clock.advance(0.2)
+        assert lock.poll() and lock.is_locked and lock.relock_in is None
+        lock.unlock(1)
+        clock.advance(0.5)
+        lock.unlock(1)  # extends to 1.5 after the first
+        clock.advance(0.9)
+        assert not lock.poll()
+        clock.advance(0.2)
+        assert lock.poll()
+    assert [s for _, s in lock.history] == ["locked", "unlocked", "locked", "unlocked", "locked"]
+    assert [t for t, _ in lock.history] == pytest.approx([0.0, 0.0, 3.1, 3.1, 4.7])
+
+
+def test_gpio_lock_relocks_on_its_injected_clock(mock_factory):
+    clock = FakeClock()
+    with GpioLock(PIN, unlock_seconds=3, clock=clock) as lock:
+        pin = mock_factory.pin(PIN)
+        lock.unlock()
+        assert pin.state is True
+        clock.advance(3)
+        assert lock.poll() and pin.state is False

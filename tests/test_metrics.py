@@ -1,6 +1,6 @@
 import numpy as np
 
-from facegate.edge import metrics
+from facegate.edge.eval import metrics
 
 
 def test_perfectly_separated_scores():

@@ -43,7 +43,7 @@ def test_preprocess_is_the_manifest_default_and_the_device_function():
     assert x.shape == (1, 3, 112, 112) and x.dtype == np.float32
     rgb = crop[..., ::-1].astype(np.float32)
     assert np.allclose(x[0], ((rgb - 127.5) / 127.5).transpose(2, 0, 1))
-    from facegate.edge.embed.onnx import to_tensor
+    from facegate.edge.embed.bundle import to_tensor
 
     assert np.array_equal(preprocess(np.stack([crop, crop])), to_tensor([crop, crop], InputSpec()))
     with pytest.raises(ValueError):

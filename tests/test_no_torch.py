@@ -24,9 +24,9 @@ SCRIPT = textwrap.dedent(
     from facegate.edge.gallery import Gallery
     from facegate.edge.pipeline import FacePipeline
     from facegate.edge.detect.mtcnn import MtcnnDetector
-    from facegate.edge.embed.onnx import OnnxEmbedder
+    from facegate.edge.embed.bundle import BundleEmbedder as OnnxEmbedder
     from facegate.edge.recognition import enroll, identify
-    from facegate.edge.samples import sample_portrait
+    from facegate.edge.eval.samples import sample_portrait
 
     pipe = FacePipeline(MtcnnDetector(min_face_size=40), OnnxEmbedder(sys.argv[1]))
     with Gallery(":memory:") as g:

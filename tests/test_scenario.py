@@ -10,7 +10,7 @@ import pytest
 from facegate.edge.align import QualityThresholds, align
 from facegate.edge.camera import ReplaySource
 from facegate.edge.detect.mtcnn import MtcnnDetector
-from facegate.edge.scenario import (
+from facegate.edge.demo.scenario import (
     FRAME_HEIGHT,
     FRAME_WIDTH,
     ScenarioFrame,

@@ -7,7 +7,7 @@ import pytest
 
 from facegate.edge.embed import DEFAULT_BUNDLE, DEFAULT_EMBEDDER, OWN_NETWORK, create_embedder
 from facegate.edge.embed.bundle import load_bundle
-from facegate.edge.samples import sample_portrait
+from facegate.edge.eval.samples import sample_portrait
 from facegate.models import bundles_dir
 
 SHIPPED = ("facegate-mfn-onnx-fp32", "facegate-mfn-onnx-int8", "facegate-mfn-tflite-fp32", "facegate-mfn-tflite-int8")

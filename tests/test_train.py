@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
-from facegate.edge.lfw import Pair, load_protocol  # noqa: E402
+from facegate.edge.eval.lfw import Pair, load_protocol  # noqa: E402
 from facegate.models import cli  # noqa: E402
 from facegate.models.evalset import EvalSet, build_eval_set, eval_report, load_eval_set, write_eval_set  # noqa: E402
 from facegate.models.prepare import write_cache  # noqa: E402
@@ -392,7 +392,7 @@ def test_export_min_int8_cosine_is_checked():
 
 # --- the LFW-half report and the evaluation set ----------------------------------------------------
 def _portrait(name: str) -> np.ndarray:
-    from facegate.edge.samples import sample_portrait
+    from facegate.edge.eval.samples import sample_portrait
 
     try:
         return sample_portrait(name)
@@ -433,7 +433,7 @@ def tiny_lfw(tmp_path_factory) -> Path:
 def test_eval_report_is_evaluate_lfws(tiny_lfw, tmp_path, monkeypatch):
     """The same embeddings table gives the same figures through both entry points."""
     import facegate.edge.embed as embed_pkg
-    from facegate.edge.evaluate import evaluate_lfw
+    from facegate.edge.eval.evaluate import evaluate_lfw
 
     proto = load_protocol(tiny_lfw)
     abs_paths = proto.images_of(sorted(proto.split_b))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 #: Where the shared data sits relative to a checkout; tests skip without it.
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lfw"
 EVAL_FOLDS = (6, 7, 8, 9, 10)
 
 

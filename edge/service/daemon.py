@@ -12,67 +12,25 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
-from .align import QualityThresholds
-from .audit import AuditLog
-from .camera import FrameSource, LatestFrameGrabber, create_source
-from .config import Config
-from .errors import ConfigError
-from .gallery import Gallery
-from .lock import GpioLock, Lock, LogLock
-from .pipeline import FacePipeline, build_pipeline
-from .policy import DecisionPolicy, PolicyConfig
-from .types import Decision, Frame
+from ..audit import AuditLog
+from ..camera import FrameSource, LatestFrameGrabber, create_source
+from ..config import Config
+from ..errors import ConfigError
+from ..gallery import Gallery
+from ..lock import Lock, create_lock
+from ..pipeline import FacePipeline, create_pipeline
+from ..policy import DecisionPolicy
+from ..types import Decision, DoorEvent, DoorState, Frame, Outcome
+from .guard import StallGuard
+from .notify import Notifier, NullNotifier, systemd_notifier
 
 log = logging.getLogger(__name__)
-
-#: Outcomes kept in the audit trail; per-frame "pending"/"skip"/"idle" only go to debug logs.
-AUDITED = ("grant", "deny", "lockout")
 #: For the decision-latency figure: a face-free gap this long ends a visit.
 VISIT_GAP_SECONDS = 0.5
-
-
-class Notifier(Protocol):
-    def notify(self, state: str) -> None: ...
-
-
-class NullNotifier:
-    def notify(self, state: str) -> None:
-        pass
-
-
-def systemd_notifier() -> Notifier:
-    """sd_notify through ``sdnotify``; a no-op outside systemd or without the package."""
-    try:
-        import sdnotify
-    except ImportError:
-        log.debug("sdnotify not installed: no systemd notifications")
-        return NullNotifier()
-    return sdnotify.SystemdNotifier()
-
-
-def quality_thresholds(cfg: Config) -> QualityThresholds:
-    return QualityThresholds(**asdict(cfg.quality))
-
-
-def policy_config(cfg: Config) -> PolicyConfig:
-    return PolicyConfig(**asdict(cfg.policy))
-
-
-def create_lock(cfg: Config, pin_factory=None, on_door_event: Callable[[str], None] | None = None) -> Lock:
-    if cfg.lock.type == "log":
-        return LogLock(unlock_seconds=cfg.lock.unlock_seconds)
-    return GpioLock(cfg.lock.pin, active_high=cfg.lock.active_high, unlock_seconds=cfg.lock.unlock_seconds,
-                    pin_factory=pin_factory, door_contact_pin=cfg.lock.door_contact_pin,
-                    on_door_event=on_door_event)
-
-
-def create_pipeline(cfg: Config) -> FacePipeline:
-    return build_pipeline(cfg.embedder.name, threads=cfg.detector.threads, min_face_size=cfg.detector.min_face_size,
-                          quality=quality_thresholds(cfg), embedder_threads=cfg.embedder.threads)
 
 
 @dataclass
@@ -96,45 +54,6 @@ class DaemonStats:
         elapsed = self.stopped - self.started
         return self.frames / elapsed if elapsed > 0 else 0.0
 
-
-class StallGuard:
-    """Locks the door if the main loop stops beating while it is open.
-
-    A thread of its own, so a frame stuck in native code (inference, a camera
-    driver) cannot keep the door open; systemd's watchdog then restarts us.
-    """
-
-    def __init__(self, lock: Lock, stall_seconds: float) -> None:
-        self._lock = lock
-        self.stall_seconds = stall_seconds
-        self._beat = time.monotonic()
-        self._stop = threading.Event()
-        self.tripped = 0
-        self._thread = threading.Thread(target=self._run, name="stall-guard", daemon=True)
-
-    def start(self) -> StallGuard:
-        self._thread.start()
-        return self
-
-    def beat(self) -> None:
-        self._beat = time.monotonic()
-
-    def _run(self) -> None:
-        while not self._stop.wait(min(1.0, self.stall_seconds / 4)):
-            if time.monotonic() - self._beat > self.stall_seconds and not self._lock.is_locked:
-                log.error("main loop stalled for %.1f s: locking the door", time.monotonic() - self._beat)
-                self.tripped += 1
-                try:
-                    self._lock.lock()
-                except Exception:  # the guard must never die
-                    log.exception("stall guard could not lock")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(2.0)
-
-
 class DoorDaemon:
     """Runs the door. Every part may be injected (tests, demo); by default all
     are built from the config. The lock is always left locked on return."""
@@ -157,7 +76,7 @@ class DoorDaemon:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
         self._owned: list = []  # what we built, closed in reverse order
-        self.lock = lock if lock is not None else self._own(create_lock(config, on_door_event=self._door_event))
+        self.lock = lock if lock is not None else self._own(create_lock(config.lock, on_door_event=self._door_event))
         try:
             self.gallery = gallery if gallery is not None else self._own(Gallery(config.storage.gallery))
             self.audit = audit if audit is not None else self._own(
@@ -167,7 +86,7 @@ class DoorDaemon:
         except BaseException:
             self.close()
             raise
-        self.policy = DecisionPolicy(policy_config(config))
+        self.policy = DecisionPolicy(config.policy)
         self.notifier = notifier or systemd_notifier()
         self.on_decision = on_decision
         self.stall_seconds = stall_seconds
@@ -211,7 +130,7 @@ class DoorDaemon:
     def _door_event(self, event: str) -> None:
         log.info("door %s", event)
         try:
-            self.audit.record(Decision(time.time(), f"door_{event}", None, None, None, None, reason="door contact"))
+            self.audit.record(DoorEvent(time.time(), DoorState(event)))
         except Exception:
             log.exception("could not record the door event")
 
@@ -269,7 +188,7 @@ class DoorDaemon:
     def process(self, frame: Frame) -> Decision:
         """Judge one frame and act on it."""
         t0 = time.perf_counter()
-        face, count = self.pipeline.largest(frame.image)
+        face, count = self.pipeline.largest(frame.image, lores=frame.lores)
         match = None
         if face is not None and face.embedding is not None:
             # an empty gallery answers "nobody" (infinite distance): a judged stranger
@@ -291,7 +210,7 @@ class DoorDaemon:
         self.stats.faces += count > 0
         self.stats.processing_ms.append(ms)
         if self._should_audit(decision, frame.timestamp):
-            decision = Decision(**{**asdict(decision), "latency_ms": round(ms, 1)})
+            decision = replace(decision, latency_ms=round(ms, 1))
             event = self.audit.record(decision)
             if self.faces_dir is not None and face is not None:
                 self._save_face(event, decision, face.crop.image)
@@ -324,10 +243,10 @@ class DoorDaemon:
         A stranger in front of the camera is denied on every frame; one audit
         row per attempt tells the story without ten rows a second.
         """
-        if decision.outcome not in AUDITED:
+        if not decision.outcome.audited:
             return False
         key = (decision.outcome, decision.name)
-        if decision.outcome == "grant" or key != self._audit_key or (
+        if decision.outcome == Outcome.GRANT or key != self._audit_key or (
                 now - self._audit_time >= self.policy.config.attempt_seconds):
             self._audit_key, self._audit_time = key, now
             return True
@@ -355,9 +274,9 @@ class DoorDaemon:
                 log.error("reload refused, keeping the running config: %s", exc)
                 new = self.config
             if new.policy != self.config.policy:
-                self.policy = DecisionPolicy(policy_config(new))
+                self.policy = DecisionPolicy(new.policy)
             if new.quality != self.config.quality:
-                self.pipeline.quality = quality_thresholds(new)
+                self.pipeline.quality = new.quality
             if (new.camera, new.detector, new.embedder, new.lock, new.storage) != (
                 self.config.camera, self.config.detector, self.config.embedder, self.config.lock, self.config.storage):
                 log.warning("camera, detector, embedder, lock and storage changes need a restart")

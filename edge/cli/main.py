@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import FacegateError
+from ..errors import FacegateError
 
 log = logging.getLogger("facegate")
 
@@ -33,16 +33,46 @@ def _emit(args: argparse.Namespace, obj: dict, text: str) -> None:
     print(json.dumps(obj) if args.json else text, flush=True)
 
 
-def _pipeline(args: argparse.Namespace):
-    from .pipeline import build_pipeline
+def door_config(args: argparse.Namespace):
+    """The door's config (``--config``) with this command's flags laid over it.
 
-    return build_pipeline(args.embedder, threads=args.threads, min_face_size=args.min_face)
+    With ``--config`` the CLI uses the door's gallery, embedder, detector and
+    quality gate, so what is enrolled is what the door sees; flags given
+    explicitly still win.
+    """
+    from dataclasses import replace
+
+    from ..config import Config
+
+    cfg = Config.load(args.config) if getattr(args, "config", None) else Config.default()
+    if getattr(args, "embedder", None) is not None:
+        cfg = replace(cfg, embedder=replace(cfg.embedder, name=args.embedder))
+    if getattr(args, "threads", None) is not None:
+        cfg = replace(cfg, embedder=replace(cfg.embedder, threads=args.threads),
+                      detector=replace(cfg.detector, threads=args.threads))
+    if getattr(args, "min_face", None) is not None:
+        cfg = replace(cfg, detector=replace(cfg.detector, min_face_size=args.min_face))
+    return cfg
+
+
+def _gallery_path(args: argparse.Namespace) -> Path:
+    if getattr(args, "gallery", None) is not None:
+        return Path(args.gallery)
+    if getattr(args, "config", None):
+        return Path(door_config(args).storage.gallery)
+    return default_gallery()
+
+
+def _pipeline(args: argparse.Namespace):
+    from ..pipeline import create_pipeline
+
+    return create_pipeline(door_config(args))
 
 
 def _gallery(args: argparse.Namespace, readonly: bool = False):
-    from .gallery import Gallery
+    from ..gallery import Gallery
 
-    return Gallery(args.gallery, readonly=readonly)
+    return Gallery(_gallery_path(args), readonly=readonly)
 
 
 def _match_obj(j) -> dict:
@@ -62,7 +92,7 @@ def _match_obj(j) -> dict:
 
 # --- commands -----------------------------------------------------------------------
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from .recognition import enroll
+    from ..recognition import enroll
 
     pipeline = _pipeline(args)
     with _gallery(args) as gallery:
@@ -81,8 +111,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if not Path(args.gallery).exists():
-        _emit(args, {"people": []}, f"no gallery at {args.gallery} (enroll someone first)")
+    path = _gallery_path(args)
+    if not path.exists():
+        _emit(args, {"people": []}, f"no gallery at {path} (enroll someone first)")
         return EXIT_OK
     with _gallery(args, readonly=True) as gallery:
         people = gallery.people()
@@ -98,7 +129,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .recognition import verify
+    from ..recognition import verify
 
     pipeline = _pipeline(args)
     with _gallery(args, readonly=True) as gallery:
@@ -111,7 +142,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from .recognition import identify
+    from ..recognition import identify
 
     pipeline = _pipeline(args)
     with _gallery(args, readonly=True) as gallery:
@@ -130,7 +161,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """One JSON line per image, many images per process: for scripts."""
-    from .imageio import load_image
+    from ..imageio import load_image
 
     pipeline = _pipeline(args)
     failed = 0
@@ -150,20 +181,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_lfw
+    from ..eval.evaluate import EVAL_MIN_FACE, evaluate_lfw
 
+    args.embedder = door_config(args).embedder.name
     try:
-        report = evaluate_lfw(args.embedder, root=args.data, workers=args.workers, min_face=args.min_face,
+        report = evaluate_lfw(args.embedder, root=args.data, workers=args.workers,
+                              min_face=args.min_face or EVAL_MIN_FACE,
                               official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress)
     except FileNotFoundError as exc:
         raise FacegateError(str(exc)) from None
     if args.save_thresholds:
-        from .evaluate import save_thresholds
+        from ..eval.evaluate import save_thresholds
 
         save_thresholds(report, args.save_thresholds)
     if args.record:
-        from .embed import resolve_bundle
-        from .evaluate import record_in_bundle
+        from ..embed import resolve_bundle
+        from ..eval.evaluate import record_in_bundle
 
         folder = resolve_bundle(args.embedder)
         if folder is None:
@@ -172,14 +205,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        from .evaluate import format_report
+        from ..eval.evaluate import format_report
 
         print(format_report(report))
     return EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from ..eval.bench import run_bench
 
     for row in run_bench(args.embedder_list, threads=args.thread_list, repeats=args.repeats, data=args.data):
         print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
@@ -187,22 +220,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------
-def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True) -> None:
-    from .embed import DEFAULT_EMBEDDER
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
 
+
+def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True) -> None:
+    from ..align import MIN_FACE_PX
+    from ..embed import DEFAULT_EMBEDDER
+
+    if gallery or model:
+        p.add_argument("--config", type=Path, default=None,
+                       help="the door's config file: use its gallery, embedder, detector and quality gate")
     if gallery:
-        p.add_argument("--gallery", type=Path, default=default_gallery(), help="gallery database (default: %(default)s)")
+        p.add_argument("--gallery", type=Path, default=None,
+                       help=f"gallery database (default: the config's, else {default_gallery()})")
     if model:
-        p.add_argument("--embedder", default=os.environ.get("FACEGATE_EMBEDDER", DEFAULT_EMBEDDER),
+        p.add_argument("--embedder", default=os.environ.get("FACEGATE_EMBEDDER"),
                        help="facenet, dlib, a shipped bundle's name (facegate-mfn-onnx-int8, ...) or a bundle folder "
-                            "(default: %(default)s)")
-        p.add_argument("--threads", type=int, default=1, help="inference threads (default: 1)")
-        p.add_argument("--min-face", type=int, default=40, help="smallest face to detect, in pixels (default: 40)")
+                            f"(default: the config's, else {DEFAULT_EMBEDDER})")
+        p.add_argument("--threads", type=_positive_int, default=None, help="inference threads (default: 1)")
+        p.add_argument("--min-face", type=_positive_int, default=None,
+                       help=f"smallest face to detect, in pixels (default: the config's, else {MIN_FACE_PX})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facegate", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="facegate", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -261,7 +310,7 @@ def _register_more(sub, add) -> None:
     """Commands of the daemon side, then those that other packages register."""
     from importlib.metadata import entry_points
 
-    from . import daemon_cli
+    from . import door
 
     daemon_cli.register(sub, add)
     for ep in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
@@ -271,9 +320,23 @@ def _register_more(sub, add) -> None:
             log.warning("facegate command plugin %s failed to load: %s", ep.name, exc)
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with facegate's refusal: one line on stderr, exit code 2 (argparse also prints usage)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a refused argument (2), already printed
+        return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -281,7 +344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacegateError as exc:
         if args.debug:
             raise
-        print(f"facegate {args.command}: error: {exc}", file=sys.stderr)
+        print(f"facegate {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback with --debug
+        if args.debug:
+            raise
+        log.debug("unexpected error", exc_info=True)
+        print(f"facegate {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
+              "(--debug shows the traceback)", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

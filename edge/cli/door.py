@@ -11,7 +11,7 @@ from pathlib import Path
 def cmd_run(args: argparse.Namespace) -> int:
     import logging
 
-    from .daemon import run_daemon
+    from ..service.daemon import run_daemon
 
     if not args.debug:
         logging.getLogger().setLevel(logging.INFO)
@@ -19,7 +19,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..demo.run import run_demo
 
     result = run_demo(embedder=args.embedder, fps=args.fps, seed=args.seed, out=None if args.json else sys.stdout)
     if args.json:
@@ -46,16 +46,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 2 if any(c.status == "fail" for c in checks) else 0
 
 
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """``facegate config check FILE``: parse and check every key, print the effective config."""
+    from ..config import Config
+
+    cfg = Config.load(args.file)
+    if args.json:
+        print(json.dumps(cfg.to_dict()))
+    else:
+        print(f"{args.file}: ok")
+    return 0
+
+
 def register(sub, add) -> None:
     p = add("run", cmd_run, "run the door daemon (what the systemd service starts)", gallery=False, model=False)
     p.add_argument("--config", type=Path, default=Path("/etc/facegate/facegate.toml"))
     p = add("demo", cmd_demo, "run the real door loop on a built-in scenario with a simulated lock",
             gallery=False, model=False)
-    from .embed import DEFAULT_EMBEDDER
+    from ..embed import DEFAULT_EMBEDDER
 
     p.add_argument("--embedder", default=DEFAULT_EMBEDDER)
     p.add_argument("--fps", type=float, default=10.0, help="replay rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p = add("config", cmd_config_check, "check a config file (facegate config check FILE)", gallery=False, model=False)
+    p.add_argument("action", choices=["check"])
+    p.add_argument("file", type=Path)
     p = add("doctor", cmd_doctor, "check camera, GPIO, model, gallery, config and service",
             gallery=False, model=False)
     p.add_argument("--config", type=Path, default=None)

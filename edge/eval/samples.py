@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BackendUnavailable
+from ..errors import BackendUnavailable
 
 #: name -> (package, path inside the package, pip requirement)
 PORTRAITS = {
@@ -37,6 +37,6 @@ def portrait_path(name: str) -> Path:
 
 def sample_portrait(name: str) -> np.ndarray:
     """The portrait as a BGR uint8 array."""
-    from .imageio import load_image
+    from ..imageio import load_image
 
     return load_image(portrait_path(name))

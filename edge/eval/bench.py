@@ -25,7 +25,7 @@ FRAME_W, FRAME_H = 640, 480
 
 def sample_faces(data: Path | None, count: int = 20) -> list[np.ndarray]:
     """Real face images: LFW if present, else the demo portraits a package ships."""
-    from .imageio import load_image
+    from ..imageio import load_image
     from .lfw import DEFAULT_ROOT
 
     root = Path(data) if data else DEFAULT_ROOT
@@ -75,10 +75,10 @@ def _model_mb(embedder: object) -> float | None:
 def _bench_one(embedder: str, threads: int, repeats: int, data: Path | None) -> dict:
     import cv2
 
-    from .align import align
-    from .detect.mtcnn import MtcnnDetector
-    from .embed import create_embedder
-    from .gallery import match_matrix
+    from ..align import align
+    from ..detect.mtcnn import MtcnnDetector
+    from ..embed import create_embedder
+    from ..gallery import match_matrix
 
     cv2.setNumThreads(threads)
     detector = MtcnnDetector(min_face_size=60, threads=threads)

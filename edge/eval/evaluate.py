@@ -18,8 +18,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from . import metrics
-from .atomic import atomic_write, atomic_write_json
-from .errors import ModelError
+from ..atomic import atomic_write, atomic_write_json
+from ..errors import ModelError
 from .lfw import EVAL_FOLDS, LfwProtocol, load_protocol, pick_central
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,15 @@ _WORKER: dict = {}
 
 
 def _init_worker(embedder: str, min_face: int) -> None:
-    from .detect.mtcnn import MtcnnDetector
-    from .embed import create_embedder
+    from ..detect.mtcnn import MtcnnDetector
+    from ..embed import create_embedder
 
     _WORKER["detector"] = MtcnnDetector(min_face_size=min_face, threads=1)
     _WORKER["embedder"] = create_embedder(embedder, threads=1)
 
 
 def _embed_path(path: str) -> tuple[str, np.ndarray | None]:
-    from .imageio import load_image
+    from ..imageio import load_image
 
     image = load_image(path)
     face = pick_central(_WORKER["detector"].detect(image), image.shape)
@@ -218,7 +218,7 @@ def record_in_bundle(report: dict, folder: Path) -> Path:
     """
     import json
 
-    from .embed.bundle import MANIFEST, load_bundle
+    from ..embed.bundle import MANIFEST, load_bundle
 
     manifest, _ = load_bundle(folder)
     if report["model_id"] != manifest.model_id:
@@ -288,7 +288,7 @@ def evaluate_lfw(
     log_fn: Callable[[str], None] | None = None,
 ) -> dict:
     """Run the LFW-half protocol; returns the figures as one JSON-able dict."""
-    from .embed import create_embedder
+    from ..embed import create_embedder
 
     t0 = time.time()
     proto: LfwProtocol = load_protocol(root)

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .samples import sample_portrait
+from ..eval.samples import sample_portrait
 
 __all__ = [
     "FRAME_HEIGHT",

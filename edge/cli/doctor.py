@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import Config
-from .errors import FacegateError
+from ..config import Config
+from ..errors import FacegateError
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def diagnose(config_path: Path | None, camera: bool = True) -> list[Check]:
     state: dict = {}
 
     def check_model():
-        from .embed import create_embedder
+        from ..embed import create_embedder
 
         emb = create_embedder(cfg.embedder.name, threads=1)
         state["model_id"] = emb.model_id
@@ -58,7 +58,7 @@ def diagnose(config_path: Path | None, camera: bool = True) -> list[Check]:
     checks.append(_run("model", check_model))
 
     def check_detector():
-        from .detect.mtcnn import MtcnnDetector
+        from ..detect.mtcnn import MtcnnDetector
 
         MtcnnDetector(min_face_size=cfg.detector.min_face_size)
         return "ok", f"MTCNN, min face {cfg.detector.min_face_size} px"
@@ -66,7 +66,7 @@ def diagnose(config_path: Path | None, camera: bool = True) -> list[Check]:
     checks.append(_run("detector", check_detector))
 
     def check_gallery():
-        from .gallery import Gallery
+        from ..gallery import Gallery
 
         path = Path(cfg.storage.gallery)
         if not path.exists():
@@ -83,7 +83,7 @@ def diagnose(config_path: Path | None, camera: bool = True) -> list[Check]:
     checks.append(_run("gallery", check_gallery))
 
     def check_camera():
-        from .camera import create_source
+        from ..camera import create_source
 
         if not camera:
             return "warn", "skipped (--no-camera)"

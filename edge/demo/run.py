@@ -14,16 +14,16 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, TextIO
 
-from .audit import AuditLog
-from .camera import ReplaySource
-from .config import Config
-from .daemon import DoorDaemon, NullNotifier, create_pipeline
-from .gallery import Gallery
-from .lock import LogLock
-from .recognition import enroll
-from .samples import sample_portrait
+from ..audit import AuditLog
+from ..camera import ReplaySource
+from ..config import Config
+from ..service.daemon import DoorDaemon, NullNotifier, create_pipeline
+from ..gallery import Gallery
+from ..lock import LogLock
+from ..recognition import enroll
+from ..eval.samples import sample_portrait
 from .scenario import ScenarioFrame, build_demo_scenario
-from .types import Decision, Frame
+from ..types import Decision, Frame
 
 log = logging.getLogger(__name__)
 
