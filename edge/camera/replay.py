@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ class ReplaySource(_BaseSource):
     (monotonic clock, no drift accumulation), as a camera would deliver them.
     """
 
-    def __init__(self, path: str | Path | Sequence[np.ndarray], fps: float | None = None, loop: bool = False,
+    def __init__(self, path: str | Path | Iterable[np.ndarray], fps: float | None = None, loop: bool = False,
                  name: str | None = None) -> None:
         super().__init__()
         if fps is not None and fps <= 0:
@@ -36,13 +36,19 @@ class ReplaySource(_BaseSource):
         self.fps = fps
         self.loop = loop
         self._arrays: list[np.ndarray] | None = None
+        self._stream: Iterator[np.ndarray] | None = None
         self._path: Path | None = None
         if isinstance(path, (str, Path)):
             self._path = Path(path)
             self.name = name or f"replay:{self._path}"
-        else:
+        elif isinstance(path, Sequence):
             self._arrays = list(path)
             self.name = name or f"replay:<{len(self._arrays)} arrays>"
+        else:  # an iterator: frames made on demand, played once, never all in memory
+            if loop:
+                raise ValueError("an iterator of frames cannot loop")
+            self._stream = iter(path)
+            self.name = name or "replay:<stream>"
         self._files: list[Path] = []
         self._video: OpenCVSource | None = None
         self._pos = 0
@@ -51,7 +57,7 @@ class ReplaySource(_BaseSource):
     def _open(self) -> None:
         self._pos = 0
         self._next_due = None
-        if self._arrays is not None:
+        if self._arrays is not None or self._stream is not None:
             return
         assert self._path is not None
         if self._path.is_dir():
@@ -88,6 +94,9 @@ class ReplaySource(_BaseSource):
                 return None
             self._pos += 1
             return frame.image
+        if self._stream is not None:
+            image = next(self._stream, None)
+            return None if image is None else to_bgr(image)
         if self._arrays is not None:
             if not self._arrays:
                 return None

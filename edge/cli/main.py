@@ -312,7 +312,7 @@ def _register_more(sub, add) -> None:
 
     from . import door
 
-    daemon_cli.register(sub, add)
+    door.register(sub, add)
     for ep in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
         try:
             ep.load()(sub)

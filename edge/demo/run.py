@@ -12,17 +12,21 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from collections.abc import Iterator
 from typing import Callable, TextIO
+
+import numpy as np
 
 from ..audit import AuditLog
 from ..camera import ReplaySource
 from ..config import Config
-from ..service.daemon import DoorDaemon, NullNotifier, create_pipeline
+from ..pipeline import create_pipeline
+from ..service import DoorDaemon, NullNotifier
 from ..gallery import Gallery
 from ..lock import LogLock
 from ..recognition import enroll
 from ..eval.samples import sample_portrait
-from .scenario import ScenarioFrame, build_demo_scenario
+from .scenario import ScenarioFrame, demo_shots, iter_shots
 from ..types import Decision, Frame
 
 log = logging.getLogger(__name__)
@@ -82,12 +86,22 @@ def run_demo(
 ) -> DemoResult:
     """Play the scenario through the daemon and print the timeline to ``out``."""
     write = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
-    frames = build_demo_scenario(seed=seed)
+    shots = demo_shots()
+    # Frames are rendered as the replay asks for them and only their truth is
+    # kept: 130 frames of 640x480 would otherwise be 120 MB of the demo's memory.
+    frames: list[ScenarioFrame] = []
+    no_pixels = np.empty((0, 0, 3), np.uint8)
+
+    def stream() -> Iterator[np.ndarray]:
+        for f in iter_shots(shots, seed=seed):
+            frames.append(replace(f, image=no_pixels))
+            yield f.image
+
     cfg = demo_config(embedder, unlock_seconds)
     pipeline = create_pipeline(cfg)
-    write(f"facegate demo: {len(frames)} frames at {fps:g} fps, model {pipeline.model_id}, simulated lock")
+    write(f"facegate demo: {sum(s.frames for s in shots)} frames at {fps:g} fps, model {pipeline.model_id}, "
+          "simulated lock")
     grants: list[tuple[int, str | None]] = []
-    visits = count_visits(frames, fps, cfg.policy.cooldown_seconds)
     with Gallery(":memory:") as gallery, AuditLog(":memory:") as audit:
         enroll(pipeline, gallery, ENROLLED, [sample_portrait("astronaut")])
         write(f"enrolled {ENROLLED} from one portrait (one-shot)")
@@ -118,7 +132,7 @@ def run_demo(
             if on_decision is not None:
                 on_decision(frame, decision)
 
-        source = ReplaySource([f.image for f in frames], fps=fps, name="demo-scenario")
+        source = ReplaySource(stream(), fps=fps, name="demo-scenario")
         with DoorDaemon(cfg, source=source, lock=lock, pipeline=pipeline, gallery=gallery, audit=audit,
                         notifier=NullNotifier(), on_decision=show) as daemon:
             stats = daemon.run()
@@ -127,8 +141,7 @@ def run_demo(
         # let a pending relock land so the history ends locked
         lock.close()
         history = list(lock.history)
-    import numpy as np
-
+    visits = count_visits(frames, fps, cfg.policy.cooldown_seconds)
     wrong = sum(1 for _, truth in grants if truth != "astronaut")
     result = DemoResult(
         frames=stats.frames, grants=grants, wrong_grants=wrong, visits_of_enrolled=visits, fps=stats.fps,

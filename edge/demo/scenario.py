@@ -10,6 +10,7 @@ failing run can be replayed. Only numpy and OpenCV are used.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "Shot",
     "build_demo_scenario",
     "doorway_background",
+    "iter_shots",
     "render_shot",
     "render_shots",
     "scenario_summary",
@@ -283,7 +285,11 @@ def _camera(img: np.ndarray, shot: Shot, rng: np.random.Generator) -> tuple[np.n
 
 def render_shot(shot: Shot, background: np.ndarray, rng: np.random.Generator, index: int = 0) -> list[ScenarioFrame]:
     """The frames of one shot over ``background``; ``index`` is the shot's number."""
-    out: list[ScenarioFrame] = []
+    return list(iter_shot(shot, background, rng, index))
+
+
+def iter_shot(shot: Shot, background: np.ndarray, rng: np.random.Generator, index: int = 0) -> Iterator[ScenarioFrame]:
+    """The frames of one shot, rendered one at a time (the demo keeps only the newest in memory)."""
     for i in range(shot.frames):
         canvas = background.astype(np.float32)
         people: list[tuple[float, str]] = []
@@ -310,7 +316,7 @@ def render_shot(shot: Shot, background: np.ndarray, rng: np.random.Generator, in
             condition = ""  # a smeared empty doorway is just an empty doorway
         people.sort(reverse=True)
         names = tuple(name for _, name in people)
-        out.append(ScenarioFrame(
+        yield ScenarioFrame(
             image=image,
             truth=names[0] if names else None,
             note=shot.note if names or shot.who is None else f"{shot.note} (out of view)",
@@ -318,18 +324,20 @@ def render_shot(shot: Shot, background: np.ndarray, rng: np.random.Generator, in
             condition=condition,
             shot=index,
             face_px=tuple(round(px, 1) for px, _ in people),
-        ))
-    return out
+        )
 
 
 def render_shots(shots: list[Shot], seed: int = 0) -> list[ScenarioFrame]:
     """Render a whole scenario: one background, one Generator, shots in order."""
+    return list(iter_shots(shots, seed))
+
+
+def iter_shots(shots: list[Shot], seed: int = 0) -> Iterator[ScenarioFrame]:
+    """:func:`render_shots` one frame at a time: the same pixels, one frame in memory."""
     rng = np.random.default_rng(seed)
     background = doorway_background(rng)
-    frames: list[ScenarioFrame] = []
     for k, shot in enumerate(shots):
-        frames.extend(render_shot(shot, background, rng, index=k))
-    return frames
+        yield from iter_shot(shot, background, rng, index=k)
 
 
 def demo_shots() -> list[Shot]:

@@ -188,7 +188,8 @@ class DoorDaemon:
     def process(self, frame: Frame) -> Decision:
         """Judge one frame and act on it."""
         t0 = time.perf_counter()
-        face, count = self.pipeline.largest(frame.image, lores=frame.lores)
+        face, count = (self.pipeline.largest(frame.image) if frame.lores is None
+                       else self.pipeline.largest(frame.image, lores=frame.lores))
         match = None
         if face is not None and face.embedding is not None:
             # an empty gallery answers "nobody" (infinite distance): a judged stranger

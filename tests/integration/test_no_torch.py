@@ -24,11 +24,11 @@ SCRIPT = textwrap.dedent(
     from facegate.edge.gallery import Gallery
     from facegate.edge.pipeline import FacePipeline
     from facegate.edge.detect.mtcnn import MtcnnDetector
-    from facegate.edge.embed.bundle import BundleEmbedder as OnnxEmbedder
+    from facegate.edge.embed.bundle import BundleEmbedder
     from facegate.edge.recognition import enroll, identify
     from facegate.edge.eval.samples import sample_portrait
 
-    pipe = FacePipeline(MtcnnDetector(min_face_size=40), OnnxEmbedder(sys.argv[1]))
+    pipe = FacePipeline(MtcnnDetector(min_face_size=40), BundleEmbedder(sys.argv[1]))
     with Gallery(":memory:") as g:
         enroll(pipe, g, "eileen", [sample_portrait("astronaut")])
         j = identify(pipe, g, sample_portrait("astronaut"))
@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_edge_imports_and_runs_without_torch(tmp_path):
-    from .helpers import tiny_bundle
+    from ..helpers import tiny_bundle
 
     bundle = tiny_bundle(tmp_path / "b")
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(bundle)], capture_output=True, text=True, timeout=120)

@@ -10,7 +10,7 @@ from facegate.edge.embed.bundle import InputSpec
 from facegate.edge.errors import BundleError, ChecksumError, ModelError
 from facegate.edge.eval.samples import sample_portrait
 
-from .helpers import tiny_bundle
+from ..helpers import tiny_bundle
 
 
 @pytest.fixture()
@@ -25,7 +25,7 @@ def _detections(image):
 
 
 def test_onnx_embedder_returns_unit_vectors_stamped_with_the_bundle_model_id(bundle):
-    emb = OnnxEmbedder(bundle)
+    emb = BundleEmbedder(bundle)
     manifest, _ = load_bundle(bundle)
     assert emb.model_id == manifest.model_id and emb.model_id.startswith("tiny-")
     image = sample_portrait("astronaut")
@@ -36,7 +36,7 @@ def test_onnx_embedder_returns_unit_vectors_stamped_with_the_bundle_model_id(bun
 
 
 def test_onnx_embedder_batches_like_single_calls(bundle):
-    emb = OnnxEmbedder(bundle)
+    emb = BundleEmbedder(bundle)
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 255, (112, 112, 3), dtype=np.uint8) for _ in range(5)]
     batch = emb.embed_prepared(crops)
@@ -49,12 +49,12 @@ def test_a_model_file_that_does_not_match_its_sha256_is_refused(bundle):
     with open(bundle / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ChecksumError, match="does not match"):
-        OnnxEmbedder(bundle)
+        BundleEmbedder(bundle)
 
 
 def test_a_folder_without_manifest_is_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="not a model bundle"):
-        OnnxEmbedder(tmp_path)
+        BundleEmbedder(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_an_onnx_file_that_is_not_a_model_gets_a_model_error(tmp_path):
     write_bundle(tmp_path, tmp_path / "model.onnx", name="junk", format="onnx", embedding_dim=8,
                  thresholds={"default": 1.0})
     with pytest.raises(ModelError, match="cannot load"):
-        OnnxEmbedder(tmp_path)
+        BundleEmbedder(tmp_path)
 
 
 def test_to_tensor_follows_the_manifest_preprocessing():

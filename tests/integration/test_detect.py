@@ -13,7 +13,7 @@ from facegate.edge.detect.base import FaceDetector
 from facegate.edge.detect.mtcnn import MtcnnDetector, nms
 from facegate.edge.imageio import load_image
 
-from .helpers import LFW
+from ..helpers import LFW
 
 LFW_DIR = LFW / "lfw-deepfunneled"
 

@@ -146,7 +146,7 @@ def test_export_writes_an_fp32_and_an_int8_bundle_the_door_loads(fmt, request, n
         assert ev["accuracy_mean"] == 0.5 and ev["export"]["precision"] in ("fp32", "int8")
         assert ev["parity"]["crops"] == len(crops["parity"]) and ev["export"]["model_mb"] > 0
         emb = create_embedder(str(b.folder))
-        assert type(emb).__name__ == ("OnnxEmbedder" if fmt == "onnx" else "TfliteEmbedder")
+        assert type(emb.runner).__name__ == ("OnnxRunner" if fmt == "onnx" else "LiteRTRunner")
         assert emb.model_id == manifest.model_id
         # a fresh measurement on the calibration-like crops, through the device's embedder
         p = parity(net, emb, crops["parity"])

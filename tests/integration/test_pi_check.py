@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("packaging")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pi_check.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pi_check.py"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_pass_rules(pi_check):
 
 
 def test_macs_are_counted_from_the_onnx_graph(pi_check, tmp_path):
-    from .helpers import tiny_onnx_model
+    from ..helpers import tiny_onnx_model
 
     model = tiny_onnx_model(tmp_path / "m.onnx", dim=8)  # 16x16 pooling of 112 px, then a MatMul to 8
     assert pi_check.onnx_macs(model, [1, 3, 112, 112]) == 3 * 7 * 7 * 8

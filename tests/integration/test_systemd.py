@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-SYSTEMD_DIR = Path(__file__).resolve().parents[1] / "systemd"
+SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = SYSTEMD_DIR / "facegate.service"
 EXEC_BINARY = "/opt/facegate/venv/bin/facegate"
 MAX_EXPOSURE = 2.5

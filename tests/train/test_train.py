@@ -112,7 +112,7 @@ def test_config_round_trip_unknown_keys_and_extends(tmp_path):
 
 
 def test_shipped_recipes_load():
-    recipes = Path(__file__).resolve().parents[1] / "models" / "recipes"
+    recipes = Path(__file__).resolve().parents[2] / "models" / "recipes"
     names = {p.stem: TrainConfig.from_toml(p) for p in recipes.glob("*.toml") if not p.stem.startswith("_")}
     default = names.pop("mfn_distill")
     assert (default.miner, default.p, default.k, default.optimizer, default.lr) == ("semi_hard", 16, 4, "adamw", 2e-3)
@@ -121,7 +121,7 @@ def test_shipped_recipes_load():
     stage2 = names.pop("mfn_distill_stage2")  # continues from the shipped stage-1 weights, teachers centred
     assert Path(stage2.init_from) == Path("models/facegate-mfn-stage1.pt") and stage2.centre_teachers
     assert stage2.miner == default.miner and stage2.out != default.out and stage2.max_minutes <= 150
-    assert (Path(__file__).resolve().parents[1] / stage2.init_from).is_file()
+    assert (Path(__file__).resolve().parents[2] / stage2.init_from).is_file()
     assert {c.miner for c in names.values()} == {"random", "semi_hard", "batch_hard"}
     assert len({c.max_minutes for c in names.values()}) == 1  # one budget for the whole ablation
 

@@ -27,7 +27,7 @@ from facegate.models.prepare import (  # noqa: E402
     prepare_dataset,
 )
 
-from .helpers import SHARED_DATA  # noqa: E402
+from ..helpers import SHARED_DATA  # noqa: E402
 
 
 def _portrait(name: str) -> np.ndarray:

@@ -17,7 +17,7 @@ from facegate.edge.config import (
 )
 from facegate.edge.errors import ConfigError
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "systemd" / "facegate.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "systemd" / "facegate.toml"
 
 
 def _load_text(tmp_path: Path, text: str) -> Config:

@@ -6,7 +6,7 @@ import pytest
 from facegate.edge.eval.evaluate import EmbeddingTable, genuine_distances, impostor_distances, pair_distances
 from facegate.edge.eval.lfw import Pair, load_protocol, parse_pairs
 
-from .helpers import need_lfw
+from ..helpers import need_lfw
 
 
 def test_pairs_file_parses_into_ten_identity_disjoint_folds():
