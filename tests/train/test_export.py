@@ -167,7 +167,7 @@ def test_tflite_bundles_take_nhwc_input_and_int8_io(tflite_bundles):
     assert fp32.layout == int8.layout == "nhwc"
     assert (fp32.dtype, int8.dtype) == ("float32", "int8")
     emb = create_embedder(str(tflite_bundles[1].folder))
-    assert np.dtype(emb._in["dtype"]) == np.int8 and np.dtype(emb._out["dtype"]) == np.int8
+    assert np.dtype(emb.runner._in["dtype"]) == np.int8 and np.dtype(emb.runner._out["dtype"]) == np.int8
 
 
 def test_onnx_and_tflite_give_the_same_embedding(onnx_bundles, tflite_bundles, crops):
