@@ -22,6 +22,7 @@ from ..camera import ReplaySource
 from ..config import Config
 from ..pipeline import create_pipeline
 from ..service import DoorDaemon, NullNotifier
+from ..service.memory import pin_mmap_threshold
 from ..gallery import Gallery
 from ..lock import LogLock
 from ..recognition import enroll
@@ -86,6 +87,7 @@ def run_demo(
 ) -> DemoResult:
     """Play the scenario through the daemon and print the timeline to ``out``."""
     write = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
+    pin_mmap_threshold()  # as the daemon does: frame buffers back to the OS, no heap growth
     shots = demo_shots()
     # Frames are rendered as the replay asks for them and only their truth is
     # kept: 130 frames of 640x480 would otherwise be 120 MB of the demo's memory.

@@ -26,6 +26,7 @@ from ..pipeline import FacePipeline, create_pipeline
 from ..policy import DecisionPolicy
 from ..types import Decision, DoorEvent, DoorState, Frame, Outcome
 from .guard import StallGuard
+from .memory import pin_mmap_threshold
 from .notify import Notifier, NullNotifier, systemd_notifier
 
 log = logging.getLogger(__name__)
@@ -310,6 +311,7 @@ class DoorDaemon:
 
 def run_daemon(config_path: str | Path) -> int:
     """``facegate run``: the service's main; exit code for systemd."""
+    pin_mmap_threshold()
     cfg = Config.load(config_path)
     with DoorDaemon(cfg, config_path=config_path) as daemon:
         previous = daemon.install_signal_handlers()
