@@ -477,7 +477,7 @@ def make_crops(path: Path, n: int = CROPS, seed: int = 0) -> Path:
 
     from facegate.edge.align import warp_face
     from facegate.edge.detect.mtcnn import MtcnnDetector
-    from facegate.edge.samples import sample_portrait
+    from facegate.edge.eval.samples import sample_portrait
 
     detector = MtcnnDetector(min_face_size=40)
     faces = []
@@ -624,7 +624,7 @@ def make_test_bundles(out: Path) -> list[Path]:
     from facegate.edge.align import warp_face
     from facegate.edge.detect.mtcnn import MtcnnDetector
     from facegate.edge.embed.base import Thresholds
-    from facegate.edge.samples import sample_portrait
+    from facegate.edge.eval.samples import sample_portrait
     from facegate.export import bundles
     from facegate.models.data import AugmentConfig, augment
 
@@ -710,7 +710,7 @@ def mtcnn_frame_flops(width: int = 640, height: int = 480, min_face: int = 40) -
     import numpy as np
 
     from facegate.edge.detect.mtcnn import MtcnnDetector, _model_dir
-    from facegate.edge.samples import sample_portrait
+    from facegate.edge.eval.samples import sample_portrait
 
     det = MtcnnDetector(min_face_size=min_face)
     d = _model_dir()
@@ -800,7 +800,7 @@ def default_embedders(pc: PiCheck, facenet: bool) -> list[str]:
 
 
 def portraits(work: Path) -> list[Path]:
-    from facegate.edge.samples import portrait_path
+    from facegate.edge.eval.samples import portrait_path
 
     folder = work / "images"
     folder.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,12 @@ explained afterwards: who, at what distance, against which threshold, with
 which model. Only numbers and short strings are kept, never face images:
 array-like values in ``Decision.extra`` are replaced by a placeholder.
 
-The table may live in the gallery's database file; the log opens its own
-connection and touches nothing but ``events``. Growth is bounded by age
+The ``events`` table lives in the gallery's database file and is created by
+the gallery's migrations (:mod:`facegate.edge.gallery.schema`), so opening the
+log first or the gallery first gives the same file; the log opens its own
+connection and writes nothing but ``events``. Door-contact changes are kept
+as :class:`~facegate.edge.types.DoorEvent` rows beside the decisions
+(``outcome`` "door_open" / "door_closed"). Growth is bounded by age
 (``retention_days``) and by count (``max_events``), pruned on open and every
 ``prune_every`` writes.
 """
@@ -24,37 +28,17 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from .errors import AuditError, AuditSchemaError
-from .types import Decision
+from .errors import AuditError, AuditSchemaError, GalleryError
+from .types import AUDITED_OUTCOMES, Decision, DoorEvent, DoorState, Outcome
 
 __all__ = ["AuditLog"]
 
 logger = logging.getLogger("facegate.audit")
 
-#: Outcomes worth an INFO line; everything else (skip, pending, idle, cooldown) is DEBUG.
-NOTABLE_OUTCOMES = frozenset({"grant", "deny", "lockout"})
-
 _COLUMNS = (
     "id", "ts", "outcome", "name", "distance", "threshold",
     "model_id", "reason", "frames_used", "latency_ms", "extra",
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id          INTEGER PRIMARY KEY,
-    ts          REAL    NOT NULL,  -- wall clock, time.time()
-    outcome     TEXT    NOT NULL,
-    name        TEXT,
-    distance    REAL,
-    threshold   REAL,
-    model_id    TEXT,
-    reason      TEXT    NOT NULL DEFAULT '',
-    frames_used INTEGER NOT NULL DEFAULT 0,
-    latency_ms  REAL,
-    extra       TEXT    NOT NULL DEFAULT '{}'  -- JSON object
-)
-"""
-_INDEX = "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)"
 
 _MAX_TEXT = 500  # longest string kept from Decision.extra
 
@@ -107,22 +91,20 @@ class AuditLog:
         self._lock = threading.Lock()
         self._writes = 0
         self._conn: sqlite3.Connection | None = None
+        from .gallery.schema import connect
+
         try:
-            conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as e:
-            raise AuditError(f"cannot open audit log {self.path}: {e}") from e
+            conn = connect(self.path)
+        except GalleryError as e:
+            raise AuditSchemaError(f"cannot keep the audit 'events' table there: {e}") from None
         try:
-            if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SCHEMA)
+            conn.row_factory = None
             cols = tuple(row[1] for row in conn.execute("PRAGMA table_info(events)"))
             if cols != _COLUMNS:
                 raise AuditSchemaError(
                     f"{self.path}: table 'events' has columns {cols}, expected {_COLUMNS}; "
                     "it belongs to something else or to another facegate version"
                 )
-            conn.execute(_INDEX)
         except sqlite3.Error as e:
             conn.close()
             raise AuditError(f"cannot open audit log {self.path}: {e}") from e
@@ -163,19 +145,20 @@ class AuditLog:
         return self._conn
 
     # -- writing ---------------------------------------------------------------------
-    def record(self, decision: Decision) -> int:
-        """Store one decision (and log it); returns its row id."""
+    def record(self, event: Decision | DoorEvent) -> int:
+        """Store one decision or door event (and log it); returns its row id."""
         self._connection()  # closed: fail before logging an event we cannot keep
+        if isinstance(event, DoorEvent):
+            logger.info("door %s", event.state)
+            return self._insert((float(event.timestamp), event.outcome, None, None, None, None,
+                                 "door contact", 0, None, "{}"))
+        decision = event
         self._log(decision)
         extra = json.dumps(decision.extra or {}, default=_json_default, sort_keys=True)
-        with self._lock:
-            conn = self._connection()
-            cur = conn.execute(
-                "INSERT INTO events (ts, outcome, name, distance, threshold, model_id,"
-                " reason, frames_used, latency_ms, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        return self._insert(
                 (
                     float(decision.timestamp),
-                    decision.outcome,
+                    str(decision.outcome),
                     decision.name,
                     None if decision.distance is None else float(decision.distance),
                     None if decision.threshold is None else float(decision.threshold),
@@ -184,7 +167,15 @@ class AuditLog:
                     int(decision.frames_used),
                     None if decision.latency_ms is None else float(decision.latency_ms),
                     extra,
-                ),
+                ))
+
+    def _insert(self, row: tuple) -> int:
+        with self._lock:
+            conn = self._connection()
+            cur = conn.execute(
+                "INSERT INTO events (ts, outcome, name, distance, threshold, model_id,"
+                " reason, frames_used, latency_ms, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
             )
             row_id = int(cur.lastrowid)
             self._writes += 1
@@ -212,8 +203,8 @@ class AuditLog:
         return removed
 
     # -- reading ---------------------------------------------------------------------
-    def recent(self, limit: int = 50) -> list[Decision]:
-        """The newest ``limit`` decisions, newest first."""
+    def recent(self, limit: int = 50) -> list[Decision | DoorEvent]:
+        """The newest ``limit`` decisions and door events, newest first."""
         with self._lock:
             rows = self._connection().execute(
                 "SELECT ts, outcome, name, distance, threshold, model_id, reason,"
@@ -221,8 +212,8 @@ class AuditLog:
                 (int(limit),),
             ).fetchall()
         return [
-            Decision(
-                timestamp=ts, outcome=outcome, name=name, distance=distance, threshold=threshold,
+            DoorEvent(ts, DoorState(outcome.removeprefix("door_"))) if outcome.startswith("door_") else Decision(
+                timestamp=ts, outcome=Outcome(outcome), name=name, distance=distance, threshold=threshold,
                 model_id=model_id, reason=reason, frames_used=frames_used, latency_ms=latency_ms,
                 extra=json.loads(extra) if extra else {},
             )
@@ -237,7 +228,7 @@ class AuditLog:
     # -- logging ---------------------------------------------------------------------
     @staticmethod
     def _log(d: Decision) -> None:
-        level = logging.INFO if d.outcome in NOTABLE_OUTCOMES else logging.DEBUG
+        level = logging.INFO if d.outcome in AUDITED_OUTCOMES else logging.DEBUG
         if not logger.isEnabledFor(level):
             return
         logger.log(

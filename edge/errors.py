@@ -12,6 +12,10 @@ class FacegateError(Exception):
     """Root of every error facegate raises on purpose."""
 
 
+class BackendUnavailable(FacegateError, ImportError):
+    """An optional dependency (dlib, picamera2, LiteRT, gpiozero, ...) is not installed; the message says how."""
+
+
 # --- input images -----------------------------------------------------------
 class ImageError(FacegateError):
     """An input image cannot be used."""
@@ -59,13 +63,21 @@ class EmbeddingShapeError(ModelError, ValueError):
     """A model returned an embedding of an unexpected shape."""
 
 
-class BackendUnavailable(ModelError, ImportError):
-    """An optional runtime (dlib, picamera2, LiteRT, ...) is not installed."""
+class DetectorConfigError(ModelError, ValueError):
+    """A detector setting is out of range."""
 
 
 # --- gallery ------------------------------------------------------------------
 class GalleryError(FacegateError):
     """The gallery database cannot be used."""
+
+
+class GalleryInputError(GalleryError, ValueError):
+    """A name, template vector or threshold the gallery refuses; nothing is written."""
+
+
+class InvalidName(GalleryInputError):
+    """A person's name is empty, too long, or holds control or invisible characters."""
 
 
 class GalleryModelMismatch(GalleryError, ValueError):

@@ -23,12 +23,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
-from .errors import LockError
+from .errors import BackendUnavailable, ConfigError, LockError
 
 if TYPE_CHECKING:  # gpiozero is an optional dependency (the ``edge`` extra)
     from gpiozero import Button, OutputDevice
 
-__all__ = ["Lock", "GpioLock", "LogLock"]
+    from .config import LockConfig
+
+__all__ = ["LOCKS", "Lock", "GpioLock", "LogLock", "create_lock"]
 
 logger = logging.getLogger("facegate.lock")
 
@@ -72,14 +74,19 @@ class _TimedLock(ABC):
     (never stacks timers), and ``lock()``/``close()`` clear it. The deadline is
     kept on ``time.monotonic`` so wall-clock jumps cannot shorten or stretch
     an unlock. Subclasses implement :meth:`_set_energised` and :meth:`_release`.
+
+    ``clock`` (monotonic seconds) is injectable: tests drive it by hand and
+    call :meth:`poll` instead of sleeping; the thread re-checks it too.
     """
 
-    def __init__(self, unlock_seconds: float = 3.0, *, name: str = "lock") -> None:
+    def __init__(self, unlock_seconds: float = 3.0, *, name: str = "lock",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.unlock_seconds = _check_seconds(unlock_seconds, "unlock_seconds")
+        self._clock = clock
         self._name = name
         self._cond = threading.Condition(threading.RLock())
         self._energised = False
-        self._deadline: float | None = None  # time.monotonic() of the relock
+        self._deadline: float | None = None  # self._clock() of the relock
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -108,7 +115,7 @@ class _TimedLock(ABC):
         with self._cond:
             if self._deadline is None:
                 return None
-            return max(0.0, self._deadline - time.monotonic())
+            return max(0.0, self._deadline - self._clock())
 
     def unlock(self, seconds: float | None = None) -> None:
         """Release the door for ``seconds`` (default ``unlock_seconds``).
@@ -123,10 +130,10 @@ class _TimedLock(ABC):
             self._ensure_thread()  # before energising: no open door without a timer
             if not self._energised:
                 self._apply(True, f"for {duration:g} s")
-                self._deadline = time.monotonic() + duration
+                self._deadline = self._clock() + duration
             else:
-                self._deadline = max(self._deadline or 0.0, time.monotonic() + duration)
-                logger.debug("%s: unlock extended, relock in %.2f s", self._name, self._deadline - time.monotonic())
+                self._deadline = max(self._deadline or 0.0, self._clock() + duration)
+                logger.debug("%s: unlock extended, relock in %.2f s", self._name, self._deadline - self._clock())
             self._cond.notify_all()
 
     def lock(self) -> None:
@@ -206,22 +213,31 @@ class _TimedLock(ABC):
             )
             self._thread.start()
 
+    def poll(self) -> bool:
+        """Relock now if the deadline has passed; True if it did. The timer thread calls it."""
+        with self._cond:
+            if self._closed or self._deadline is None or self._deadline > self._clock():
+                return False
+            self._deadline = None
+            try:
+                self._apply(False, "relock timer")
+            except Exception:  # keep the thread alive; retry shortly
+                logger.exception("%s: relock failed, retrying", self._name)
+                self._deadline = self._clock() + 0.1
+                return False
+            return True
+
     def _relock_loop(self) -> None:
         with self._cond:
             while not self._closed:
                 if self._deadline is None:
                     self._cond.wait()
                     continue
-                remaining = self._deadline - time.monotonic()
+                remaining = self._deadline - self._clock()
                 if remaining > 0:
                     self._cond.wait(remaining)
                     continue
-                self._deadline = None
-                try:
-                    self._apply(False, "relock timer")
-                except Exception:  # keep the thread alive; retry shortly
-                    logger.exception("%s: relock failed, retrying", self._name)
-                    self._deadline = time.monotonic() + 0.1
+                self.poll()
 
 
 class GpioLock(_TimedLock):
@@ -252,8 +268,9 @@ class GpioLock(_TimedLock):
         pin_factory: Any = None,
         door_contact_pin: int | str | None = None,
         on_door_event: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(unlock_seconds, name=f"GpioLock(pin={pin})")
+        super().__init__(unlock_seconds, name=f"GpioLock(pin={pin})", clock=clock)
         self.pin = pin
         self.active_high = bool(active_high)
         self._on_door_event = on_door_event
@@ -263,9 +280,9 @@ class GpioLock(_TimedLock):
             from gpiozero import Button, OutputDevice
             from gpiozero.exc import GPIOZeroError
         except ImportError as e:
-            raise LockError(
-                "gpiozero is not installed (pip install 'facegate[edge]'); "
-                'on a machine without GPIO use lock.type = "log"'
+            raise BackendUnavailable(
+                "gpiozero is not installed: pip install 'facegate[edge]' "
+                '(on a machine without GPIO use lock.type = "log")'
             ) from e
         try:
             self._device = OutputDevice(
@@ -346,13 +363,11 @@ class LogLock(_TimedLock):
 
     Used by the demo, in tests and on machines without GPIO. ``history`` holds
     ``(clock(), "locked" | "unlocked")`` entries, starting with the initial
-    "locked"; ``clock`` only stamps the history (the relock timer always runs
-    on real ``time.monotonic``).
+    "locked"; ``clock`` also drives the relock deadline.
     """
 
     def __init__(self, unlock_seconds: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(unlock_seconds, name="LogLock")
-        self._clock = clock
+        super().__init__(unlock_seconds, name="LogLock", clock=clock)
         self.history: list[tuple[float, str]] = [(clock(), "locked")]
         self._start()
         logger.info("%s: ready, locked (no hardware)", self._name)
@@ -365,3 +380,26 @@ class LogLock(_TimedLock):
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("locked" if self.is_locked else "unlocked")
         return f"<LogLock {state}>"
+
+
+def _gpio(cfg: LockConfig, pin_factory: Any = None, on_door_event: Callable[[str], None] | None = None) -> Lock:
+    return GpioLock(cfg.pin, active_high=cfg.active_high, unlock_seconds=cfg.unlock_seconds,
+                    pin_factory=pin_factory, door_contact_pin=cfg.door_contact_pin, on_door_event=on_door_event)
+
+
+def _log(cfg: LockConfig, pin_factory: Any = None, on_door_event: Callable[[str], None] | None = None) -> Lock:
+    return LogLock(unlock_seconds=cfg.unlock_seconds)
+
+
+#: ``[lock] type`` -> constructor from the config table.
+LOCKS: dict[str, Callable[..., Lock]] = {"gpio": _gpio, "log": _log}
+
+
+def create_lock(cfg: LockConfig, pin_factory: Any = None,
+                on_door_event: Callable[[str], None] | None = None) -> Lock:
+    """The lock a ``[lock]`` config table describes, locked."""
+    try:
+        make = LOCKS[cfg.type]
+    except KeyError:
+        raise ConfigError(f"lock.type: expected one of {', '.join(LOCKS)}, got {cfg.type!r}") from None
+    return make(cfg, pin_factory=pin_factory, on_door_event=on_door_event)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from .embed.base import Embedder
 from .errors import FaceQualityError, MultipleFacesError, NoFaceError
 from .imageio import to_bgr
 from .types import Detection, Embedding, FaceCrop
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +47,25 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.embedder.model_id
 
-    def largest(self, image: np.ndarray, gated: bool = True) -> tuple[FaceResult | None, int]:
+    def largest(self, image: np.ndarray, gated: bool = True,
+                lores: np.ndarray | None = None) -> tuple[FaceResult | None, int]:
         """The largest face of a frame (embedded if it passes the gate) and the face count.
 
-        Only the largest face is aligned and embedded: the door judges the
+        Only the largest face is cropped and embedded: the door judges the
         person nearest the camera, and the work stays constant with crowds.
+        The crop is cut once, as the embedder asks (``embedder.crop``), from
+        the full frame; ``lores`` (a camera's small stream) is searched instead
+        of shrinking ``image``.
         """
         image = to_bgr(image)
-        detections = self.detector.detect(image)
+        detections = self.detector.detect(image) if lores is None else self.detector.detect(image, lores=lores)
         if not detections:
             return None, 0
-        crop = align(image, detections[0], self.quality)
+        crop = align(image, detections[0], self.quality, self.embedder.crop)
+        assert crop.quality is not None
         if gated and not crop.quality.ok:
             return FaceResult(crop, None), len(detections)
-        vector = self.embedder.embed(image, [crop.detection])[0]
+        vector = self.embedder.embed_crops([crop])[0]
         return FaceResult(crop, Embedding(vector, self.embedder.model_id)), len(detections)
 
     def embed_one(self, image: np.ndarray, *, single: bool = False, gated: bool = True) -> tuple[FaceResult, int]:
@@ -72,20 +81,18 @@ class FacePipeline:
         if single and seen > 1:
             raise MultipleFacesError(f"{seen} faces found; use an image of one person")
         if face.embedding is None:
-            raise FaceQualityError("; ".join(face.crop.quality.reasons))
+            raise FaceQualityError("; ".join(face.crop.quality.reasons if face.crop.quality else ()))
         return face, seen
 
 
-def build_pipeline(
-    embedder: str = "facenet",
-    threads: int = 1,
-    min_face_size: int = 40,
-    quality: QualityThresholds | None = None,
-    embedder_threads: int | None = None,
-) -> FacePipeline:
-    """The standard pipeline: MTCNN detection and the named embedder."""
-    from .detect.mtcnn import MtcnnDetector
+def create_pipeline(cfg: Config) -> FacePipeline:
+    """The door's pipeline from its config: detector, embedder and quality gate, as the daemon runs them.
+
+    The CLI builds its pipeline here too (``--config``), so what is enrolled
+    is what the door sees.
+    """
+    from .detect import create_detector
     from .embed import create_embedder
 
-    return FacePipeline(MtcnnDetector(min_face_size=min_face_size, threads=threads),
-                        create_embedder(embedder, threads=embedder_threads or threads), quality)
+    return FacePipeline(create_detector(cfg.detector),
+                        create_embedder(cfg.embedder.name, threads=cfg.embedder.threads), cfg.quality)

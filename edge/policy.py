@@ -57,49 +57,39 @@ Visits, denied attempts and lockout
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from .errors import ConfigError
-from .types import Decision, Match, Quality
+from .settings import check_fields, fail, setting
+from .types import Decision, Match, Outcome, Quality
 
 __all__ = ["PolicyConfig", "DecisionPolicy"]
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Tunables of :class:`DecisionPolicy`; see the module docstring for the rules."""
+    """Tunables of :class:`DecisionPolicy` (the ``[policy]`` table); see the module docstring.
 
-    k: int = 2  # accepted frames needed for the same person...
-    n: int = 3  # ...among the last n judged frames
-    window_seconds: float = 2.0  # judged frames older than this are forgotten
-    cooldown_seconds: float = 5.0  # absence needed before the same person is granted again
-    max_denied: int = 5  # denied attempts (visits) within lockout_window_seconds...
-    lockout_window_seconds: float = 60.0
-    lockout_seconds: float = 60.0  # ...lock everyone out this long (0 = never lock out)
-    attempt_seconds: float = 10.0  # a continuous visit counts as one attempt per slice this long
-    min_interval_seconds: float = 0.0  # rate limit between judged frames; 0 = judge every frame
+    Bounds sit on the fields and are checked on construction, whether the
+    values come from the config file or from code.
+    """
+
+    k: int = setting(2, ge=1, le=100)  # accepted frames needed for the same person...
+    n: int = setting(3, ge=1, le=100)  # ...among the last n judged frames
+    window_seconds: float = setting(2.0, gt=0, le=60)  # judged frames older than this are forgotten
+    cooldown_seconds: float = setting(5.0, ge=0, le=3600)  # absence needed before the same person is granted again
+    max_denied: int = setting(5, ge=1, le=1000)  # denied attempts (visits) within lockout_window_seconds...
+    lockout_window_seconds: float = setting(60.0, gt=0, le=86400)
+    lockout_seconds: float = setting(60.0, ge=0, le=86400)  # ...lock everyone out this long (0 = never)
+    attempt_seconds: float = setting(10.0, gt=0, le=3600)  # a continuous visit counts as one attempt per slice
+    min_interval_seconds: float = setting(0.0, ge=0, le=60)  # rate limit between judged frames; 0 = every frame
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"policy.{f.name} must be a finite number, got {value!r}")
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ConfigError(f"policy.k must be an integer >= 1, got {self.k!r}")
-        if not isinstance(self.n, int) or self.n < self.k:
-            raise ConfigError(f"policy.n must be an integer >= policy.k ({self.k}), got {self.n!r}")
-        if not isinstance(self.max_denied, int) or self.max_denied < 1:
-            raise ConfigError(f"policy.max_denied must be an integer >= 1, got {self.max_denied!r}")
-        for name in ("window_seconds", "lockout_window_seconds", "attempt_seconds"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"policy.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("cooldown_seconds", "lockout_seconds", "min_interval_seconds"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"policy.{name} must be >= 0, got {getattr(self, name)!r}")
+        check_fields(self, "policy")
+        if self.k > self.n:
+            fail("policy.k", self.k, f"at most policy.n ({self.n})")
 
 
 @dataclass(frozen=True)
@@ -312,7 +302,7 @@ class DecisionPolicy:
     ) -> Decision:
         return Decision(
             timestamp=self._wallclock(),
-            outcome=outcome,
+            outcome=Outcome(outcome),
             name=name,
             distance=None if match is None else match.distance,
             threshold=None if match is None else match.threshold,

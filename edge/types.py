@@ -7,9 +7,14 @@ alone and every answer can be explained afterwards.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
 
 import numpy as np
+
+from .errors import ConfigError
 
 #: Landmark order used everywhere: as seen in the image (not anatomically).
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -17,12 +22,17 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 @dataclass(frozen=True)
 class Frame:
-    """One camera image: BGR uint8 (H, W, 3), and when it was taken."""
+    """One camera image: BGR uint8 (H, W, 3), and when it was taken.
+
+    ``lores`` is an optional smaller BGR copy of the same instant (picamera2's
+    lores stream): the detector may run on it while crops come from ``image``.
+    """
 
     image: np.ndarray
     timestamp: float  # time.monotonic() seconds
     index: int = 0
     source: str = ""
+    lores: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -71,12 +81,52 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class CropSpec:
+    """The face crop an embedder needs; alignment cuts it once per face.
+
+    ``kind`` "align5": a 5-point similarity transform onto the common
+    template, scaled to ``size`` and shrunk about the crop centre by
+    ``face_scale`` (below 1 leaves more margin around the face; 1.0 at 112 px
+    is the classic 112x112 ArcFace crop). ``kind`` "box": a square-resized
+    crop of the detector's box grown by ``margin`` of its size per side,
+    clipped to the frame (FaceNet's own preprocessing).
+    """
+
+    kind: Literal["align5", "box"] = "align5"
+    size: int = 112
+    face_scale: float = 1.0
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("align5", "box"):
+            raise ConfigError(f"crop.kind: expected 'align5' or 'box', got {self.kind!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 16 <= self.size <= 1024:
+            raise ConfigError(f"crop.size: expected an integer in 16..1024, got {self.size!r}")
+        for name, lo, hi in (("face_scale", 0.25, 2.0), ("margin", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not lo <= value <= hi:
+                raise ConfigError(f"crop.{name}: expected a number in {lo:g}..{hi:g}, got {value!r}")
+        if self.kind == "align5" and self.margin:
+            raise ConfigError("crop.margin: only for kind 'box' (align5 takes face_scale)")
+        if self.kind == "box" and self.face_scale != 1.0:
+            raise ConfigError("crop.face_scale: only for kind 'align5' (box takes margin)")
+
+
+#: The classic aligned crop: what every shipped bundle and the training cache use.
+ALIGN_112 = CropSpec()
+
+
+@dataclass(frozen=True)
 class FaceCrop:
-    """An aligned 112x112 BGR crop with the detection it came from."""
+    """One face, cut once as its embedder's :class:`CropSpec` asks, with its quality."""
 
     image: np.ndarray
     detection: Detection
-    quality: Quality
+    quality: Quality | None  # None when no quality was measured (embedding only)
+    spec: CropSpec = ALIGN_112
+    #: 2x3 affine map from frame pixels to crop pixels (None: not recorded).
+    matrix: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -116,12 +166,33 @@ class Match:
         return self.runner_up_distance - self.distance
 
 
+class Outcome(StrEnum):
+    """What the door made of one frame (a ``str``, so it compares with plain text)."""
+
+    GRANT = "grant"
+    DENY = "deny"
+    PENDING = "pending"
+    COOLDOWN = "cooldown"
+    LOCKOUT = "lockout"
+    SKIP = "skip"
+    IDLE = "idle"
+
+    @property
+    def audited(self) -> bool:
+        """Kept in the audit table (the rest only go to debug logs)."""
+        return self in AUDITED_OUTCOMES
+
+
+#: The outcomes the audit table keeps; per-frame pending/skip/idle/cooldown are debug logs only.
+AUDITED_OUTCOMES = frozenset({Outcome.GRANT, Outcome.DENY, Outcome.LOCKOUT})
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the door did with a frame, and why. Kept as an audit event."""
 
     timestamp: float  # wall-clock seconds (time.time())
-    outcome: str  # "grant", "deny", "skip", "pending", "cooldown", "lockout"
+    outcome: Outcome
     name: str | None
     distance: float | None
     threshold: float | None
@@ -130,3 +201,21 @@ class Decision:
     frames_used: int = 0
     latency_ms: float | None = None
     extra: dict = field(default_factory=dict)
+
+
+class DoorState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class DoorEvent:
+    """The door contact changed: audited beside decisions, in its own record."""
+
+    timestamp: float  # wall-clock seconds (time.time())
+    state: DoorState
+
+    @property
+    def outcome(self) -> str:
+        """How the audit table's ``outcome`` column names it."""
+        return f"door_{self.state}"

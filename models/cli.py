@@ -112,7 +112,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        from facegate.edge.evaluate import format_report
+        from facegate.edge.eval.evaluate import format_report
 
         print(format_report(report))
     return 0

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from facegate.edge.embed.bundle import InputSpec
-from facegate.edge.embed.onnx import to_tensor
+from facegate.edge.embed.bundle import to_tensor
 
 from .prepare import PreparedCache, load_cache
 

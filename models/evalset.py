@@ -34,8 +34,8 @@ import numpy as np
 from facegate.edge.align import CROP_SIZE
 from facegate.edge.atomic import atomic_write, atomic_write_json
 from facegate.edge.errors import FacegateError
-from facegate.edge.evaluate import EVAL_MIN_FACE, PROTOCOL, EmbeddingTable, lfw_half_report
-from facegate.edge.lfw import EVAL_FOLDS, Pair, load_protocol, pick_central
+from facegate.edge.eval.evaluate import EVAL_MIN_FACE, PROTOCOL, EmbeddingTable, lfw_half_report
+from facegate.edge.eval.lfw import EVAL_FOLDS, Pair, load_protocol, pick_central
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def binary_head_report(eval_set: EvalSet, vectors: np.ndarray, weights: np.ndarr
 
     A pair with a face not acquired gets P = 0 (rejected), as its distance is +inf for the embeddings.
     """
-    from facegate.edge import metrics
+    from facegate.edge.eval import metrics
 
     idx = {p: i for i, p in enumerate(eval_set.paths)}
     pp = eval_set.pair_paths()

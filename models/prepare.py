@@ -52,8 +52,8 @@ import numpy as np
 from facegate.edge.align import CROP_SIZE
 from facegate.edge.atomic import atomic_path, atomic_write, atomic_write_json
 from facegate.edge.errors import BackendUnavailable, FacegateError
-from facegate.edge.lfw import DEFAULT_ROOT as LFW_ROOT
-from facegate.edge.lfw import LfwProtocol, load_protocol, pick_central
+from facegate.edge.eval.lfw import DEFAULT_ROOT as LFW_ROOT
+from facegate.edge.eval.lfw import LfwProtocol, load_protocol, pick_central
 
 
 log = logging.getLogger(__name__)

@@ -20,4 +20,6 @@ class FaceDetector(Protocol):
     type_key: str
     min_face_size: int
 
-    def detect(self, image: np.ndarray) -> list[Detection]: ...
+    def detect(self, image: np.ndarray, lores: np.ndarray | None = None) -> list[Detection]:
+        """Faces in ``image`` in its pixels; ``lores``, a smaller copy of it, may be searched instead."""
+        ...

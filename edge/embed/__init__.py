@@ -1,7 +1,13 @@
-"""Embedders behind one protocol, built by name or from a bundle folder."""
+"""Embedders behind one protocol, built by name or from a bundle folder.
+
+``create_embedder`` looks a name up in :data:`EMBEDDERS` (the pretrained
+references) and otherwise treats it as a model bundle (a folder, or the name
+of a shipped one), which :class:`~.bundle.BundleEmbedder` runs.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ModelError
@@ -15,7 +21,7 @@ DEFAULT_EMBEDDER = "facenet"
 OWN_NETWORK = "facegate-mfn"
 DEFAULT_BUNDLE = "facegate-mfn-onnx-int8"
 
-__all__ = ["Embedder", "EmbedderBase", "Thresholds", "create_embedder", "resolve_bundle", "REFERENCE_EMBEDDERS",
+__all__ = ["EMBEDDERS", "Embedder", "EmbedderBase", "Thresholds", "create_embedder", "resolve_bundle", "REFERENCE_EMBEDDERS",
            "DEFAULT_EMBEDDER", "OWN_NETWORK", "DEFAULT_BUNDLE"]
 
 
@@ -36,28 +42,31 @@ def resolve_bundle(name: str) -> Path | None:
     return _shipped_bundle(DEFAULT_BUNDLE if name == OWN_NETWORK else name)
 
 
+def _facenet(threads: int) -> Embedder:
+    from .references import FaceNetEmbedder  # OpenCV's dnn graph: only when asked for
+
+    return FaceNetEmbedder(threads=threads)
+
+
+def _dlib(threads: int) -> Embedder:
+    from .references import DlibEmbedder
+
+    return DlibEmbedder(threads=threads)
+
+
+#: Reference embedders by name; anything else is a model bundle.
+EMBEDDERS: dict[str, Callable[[int], Embedder]] = {"facenet": _facenet, "dlib": _dlib}
+
+
 def create_embedder(name: str = DEFAULT_EMBEDDER, threads: int = 1) -> Embedder:
     """Build an embedder: "facenet", "dlib", a shipped bundle's name, or a bundle folder."""
-    if name == "facenet":
-        from .facenet import FaceNetEmbedder
-
-        return FaceNetEmbedder(threads=threads)
-    if name == "dlib":
-        from .dlib import DlibEmbedder
-
-        return DlibEmbedder(threads=threads)
+    if name in EMBEDDERS:
+        return EMBEDDERS[name](threads)
     folder = resolve_bundle(name)
     if folder is not None:
-        import json
+        from .bundle import BundleEmbedder
 
-        fmt = json.loads((folder / "manifest.json").read_text()).get("format")
-        if fmt == "tflite":
-            from .tflite import TfliteEmbedder  # type: ignore[import-not-found]
-
-            return TfliteEmbedder(folder, threads=threads)
-        from .onnx import OnnxEmbedder
-
-        return OnnxEmbedder(folder, threads=threads)
+        return BundleEmbedder(folder, threads=threads)
     from facegate.models import bundles_dir
 
     shipped = sorted(d.name for d in bundles_dir().glob("*") if (d / "manifest.json").is_file())

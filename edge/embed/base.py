@@ -1,8 +1,9 @@
-"""The embedder protocol: a face in a frame -> an L2-normalised vector.
+"""The embedder protocol: a face crop -> an L2-normalised vector.
 
-Each embedder owns its preprocessing (``prepare``): our own networks take the
-aligned 112x112 crop, dlib takes its own 150x150 chip, FaceNet a margin crop
-of the detector's box. Callers only hand over the frame and the detection.
+Each embedder declares the crop it needs (:class:`~facegate.edge.types.CropSpec`:
+our bundles an aligned crop, FaceNet a margin crop of the detector's box,
+dlib a wide box crop for its own chip); alignment cuts it once per face and
+the embedder consumes that :class:`~facegate.edge.types.FaceCrop`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ..errors import EmbeddingShapeError
-from ..types import Detection
+from ..types import ALIGN_112, CropSpec, Detection, FaceCrop
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,17 @@ class Embedder(Protocol):
     model_id: str
     dim: int
     thresholds: Thresholds
+    crop: CropSpec
 
-    def prepare(self, image: np.ndarray, detection: Detection) -> np.ndarray:
-        """The model's input for one face of a BGR frame (crop, resize, colour)."""
+    def prepare(self, crop: FaceCrop) -> np.ndarray:
+        """The model's input for one face, from the crop alignment cut for it."""
         ...
 
     def embed_prepared(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) float32 L2-normalised embeddings of prepared inputs."""
         ...
+
+    def embed_crops(self, crops: Sequence[FaceCrop]) -> np.ndarray: ...
 
     def embed(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray: ...
 
@@ -71,9 +75,10 @@ class EmbedderBase:
     model_id: str = ""
     dim: int = 0
     thresholds: Thresholds
+    crop: CropSpec = ALIGN_112
     model_path: Path | None = None  # the embedding model's file (for size reports)
 
-    def prepare(self, image: np.ndarray, detection: Detection) -> np.ndarray:  # pragma: no cover
+    def prepare(self, crop: FaceCrop) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def _forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:  # pragma: no cover
@@ -87,8 +92,18 @@ class EmbedderBase:
             raise EmbeddingShapeError(f"{self.name}: model returned {out.shape[1]}-d embeddings, expected {self.dim}")
         return l2_normalise(out)
 
+    def embed_crops(self, crops: Sequence[FaceCrop]) -> np.ndarray:
+        return self.embed_prepared([self.prepare(c) for c in crops])
+
     def embed(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
-        return self.embed_prepared([self.prepare(image, d) for d in detections])
+        """Cut this embedder's crop of each detection in ``image`` and embed them (no quality gate)."""
+        from ..align import cut_crop
+
+        crops = []
+        for d in detections:
+            img, matrix = cut_crop(image, d, self.crop)
+            crops.append(FaceCrop(img, d, None, self.crop, matrix))
+        return self.embed_crops(crops)
 
     def close(self) -> None:
         """Release the runtime; safe to call twice."""
@@ -123,23 +138,3 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def make_model_id(name: str, sha256: str) -> str:
     """``name`` + short sha256: two files with one name never share an id."""
     return f"{name}-{sha256[:12]}"
-
-
-def box_crop(image: np.ndarray, box: Sequence[float], margin: float, size: int) -> np.ndarray:
-    """Crop ``box`` grown by ``margin`` (fraction of its size) per side, resized to ``size``.
-
-    The grown box is clipped to the frame, as FaceNet's own preprocessing
-    does, so its published accuracy carries over.
-    """
-    import cv2
-
-    height, width = image.shape[:2]
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
-    left = int(np.clip(np.floor(x1 - margin * w), 0, width - 1))
-    top = int(np.clip(np.floor(y1 - margin * h), 0, height - 1))
-    right = int(np.clip(np.ceil(x2 + margin * w), left + 1, width))
-    bottom = int(np.clip(np.ceil(y2 + margin * h), top + 1, height))
-    patch = image[top:bottom, left:right]
-    shrink = patch.shape[0] > size or patch.shape[1] > size
-    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

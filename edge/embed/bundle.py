@@ -1,24 +1,26 @@
 """Model bundles: a folder with one model file and ``manifest.json``.
 
 The manifest says everything the device needs to use the model without
-guessing: the file's sha256 (checked on load), the preprocessing, the
-embedding size, the thresholds with the FMR each was measured at, an optional
-binary-classification head, and the figures the bundle shipped with.
+guessing: the file's sha256 (checked on load), the crop and preprocessing,
+the embedding size, the thresholds with the FMR each was measured at, an
+optional binary-classification head, and the figures the bundle shipped with.
+:class:`BundleEmbedder` is the one embedder for every bundle; the runtime
+behind it (onnxruntime, LiteRT) is a small runner picked by ``format``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..atomic import atomic_write_text
-from ..errors import BundleError, ChecksumError
-from ..types import Detection
+from ..errors import BundleError, ChecksumError, ConfigError
+from ..types import ALIGN_112, CropSpec, FaceCrop
 from .base import EmbedderBase, Thresholds, make_model_id, sha256_file
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,11 @@ FORMATS = ("onnx", "tflite")
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How to turn an aligned BGR uint8 crop into the model's input tensor."""
+    """How to turn a face crop (BGR uint8) into the model's input tensor.
+
+    ``crop`` is the crop alignment cuts for this model; absent from a
+    manifest it is the classic align5 112 px crop (every bundle before it).
+    """
 
     size: int = 112
     colour: str = "rgb"  # "rgb" | "bgr" | "grey"
@@ -37,6 +43,45 @@ class InputSpec:
     mean: tuple[float, ...] = (127.5,)
     std: tuple[float, ...] = (127.5,)
     dtype: str = "float32"  # "float32" | "uint8" | "int8"
+    crop: CropSpec = ALIGN_112
+
+
+def parse_crop(raw: object, size: int, where: str) -> CropSpec:
+    """The manifest's ``input.crop`` table (kind, size, face_scale / margin) as a checked CropSpec."""
+    if raw is None:
+        return CropSpec(size=size) if size != ALIGN_112.size else ALIGN_112
+    if not isinstance(raw, dict):
+        raise BundleError(f"{where}: input.crop must be an object, got {raw!r}")
+    unknown = set(raw) - {"kind", "size", "face_scale", "margin"}
+    if unknown:
+        raise BundleError(f"{where}: input.crop has unknown keys {sorted(unknown)}")
+    try:
+        spec = CropSpec(**{"size": size, **raw})
+    except ConfigError as exc:
+        raise BundleError(f"{where}: input.{exc}") from None
+    if spec.size != size:
+        raise BundleError(f"{where}: input.crop.size {spec.size} differs from input.size {size}")
+    return spec
+
+
+def to_tensor(crops: Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:
+    """Stack BGR uint8 crops into the tensor a bundle's manifest asks for."""
+    import cv2
+
+    batch = np.stack(crops)
+    if spec.colour == "rgb":
+        batch = batch[..., ::-1]
+    elif spec.colour == "grey":
+        batch = np.stack([cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) for c in crops])[..., None]
+    if spec.dtype == "uint8":
+        x = np.ascontiguousarray(batch, dtype=np.uint8)
+    else:
+        mean = np.asarray(spec.mean, dtype=np.float32)
+        std = np.asarray(spec.std, dtype=np.float32)
+        x = (batch.astype(np.float32) - mean) / std
+    if spec.layout == "nchw":
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x)
 
 
 @dataclass(frozen=True)
@@ -92,11 +137,15 @@ def parse_manifest(data: dict, where: str = MANIFEST) -> Manifest:
     dim = _need(data, "embedding_dim", int, where)
     if dim <= 0:
         raise BundleError(f"{where}: embedding_dim must be positive")
-    raw_in = data.get("input", {})
+    raw_in = dict(data.get("input", {}))
+    raw_crop = raw_in.pop("crop", None)
     try:
         spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw_in.items()})
     except TypeError as exc:
         raise BundleError(f"{where}: input: {exc}") from None
+    if not isinstance(spec.size, int) or isinstance(spec.size, bool):
+        raise BundleError(f"{where}: input size {spec.size!r} must be an integer")
+    spec = replace(spec, crop=parse_crop(raw_crop, spec.size, where))
     if spec.colour not in ("rgb", "bgr", "grey") or spec.layout not in ("nchw", "nhwc"):
         raise BundleError(f"{where}: input colour/layout {spec.colour}/{spec.layout} not supported")
     if spec.dtype not in ("float32", "uint8", "int8") or spec.size < 16:
@@ -178,24 +227,44 @@ def write_bundle(folder: str | Path, model_file: str | Path, **fields: Any) -> M
 
 
 class BundleEmbedder(EmbedderBase):
-    """What every backend of our own bundles shares: the checked manifest and
-    the aligned-crop preprocessing it describes. Subclasses add the runtime."""
+    """Any of our own bundles: the checked manifest, its crop and preprocessing, and a runner.
 
-    format: str = ""
+    The runner is picked by the manifest's ``format`` from
+    :data:`~.runners.RUNNERS`; a missing runtime raises
+    :class:`~facegate.edge.errors.BackendUnavailable` with the install hint.
+    """
 
-    def __init__(self, bundle: str | Path, verify: bool = True) -> None:
+    def __init__(self, bundle: str | Path, threads: int = 1, verify: bool = True) -> None:
+        from .runners import RUNNERS
+
         manifest, model = load_bundle(bundle, verify=verify)
-        if manifest.format != self.format:
-            raise BundleError(f"{bundle}: a {manifest.format} bundle, not {self.format}")
         self.manifest: Manifest = manifest
+        self.format = manifest.format
         self.name = manifest.name
         self.model_id = manifest.model_id
         self.dim = manifest.embedding_dim
         self.thresholds = manifest.thresholds
-        self.crop_size = manifest.input.size
+        self.crop = manifest.input.crop
         self.model_path = model
+        spec = manifest.input
+        channels = 1 if spec.colour == "grey" else 3
+        shape = [spec.size, spec.size, channels] if spec.layout == "nhwc" else [channels, spec.size, spec.size]
+        if manifest.format == "tflite":
+            # "int8": the float preprocessing, then the input tensor's quantisation; "uint8": raw pixels
+            self._spec = replace(spec, dtype="float32") if spec.dtype == "int8" else spec
+            self.runner = RUNNERS["tflite"](model, threads, input_shape=shape,
+                                            quantise_input=spec.dtype != "uint8")
+        else:
+            self._spec = spec
+            self.runner = RUNNERS[manifest.format](model, threads, input_shape=shape)
+        log.info("loaded %s (%s, %d threads)", self.model_id, manifest.format, threads)
 
-    def prepare(self, image: np.ndarray, detection: Detection) -> np.ndarray:
-        from ..align import warp_face
+    def prepare(self, crop: FaceCrop) -> np.ndarray:
+        """The crop as cut by alignment; it already is what the manifest asks for."""
+        return crop.image
 
-        return warp_face(image, detection.landmarks, self.crop_size)
+    def _forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return self.runner.run(to_tensor(inputs, self._spec))
+
+    def close(self) -> None:
+        self.runner.close()

@@ -1,0 +1,77 @@
+"""CLI commands of the daemon side: run, demo, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..service.daemon import run_daemon
+
+    if not args.debug:
+        logging.getLogger().setLevel(logging.INFO)
+    return run_daemon(args.config)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo.run import run_demo
+
+    result = run_demo(embedder=args.embedder, fps=args.fps, seed=args.seed, out=None if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps({
+            "frames": result.frames, "grants": len(result.grants), "wrong_grants": result.wrong_grants,
+            "visits_of_enrolled": result.visits_of_enrolled, "fps": round(result.fps, 2),
+            "processing_ms_median": round(result.processing_ms_median, 1),
+            "decision_latency_s": [round(x, 3) for x in result.decision_latency_s],
+        }))
+    ok = result.wrong_grants == 0 and len(result.grants) == result.visits_of_enrolled
+    return 0 if ok else 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    checks = diagnose(args.config, camera=not args.no_camera)
+    for c in checks:
+        if args.json:
+            print(json.dumps(c.__dict__))
+        else:
+            fix = f"\n        fix: {c.fix}" if c.fix else ""
+            print(f"{c.status.upper():4}  {c.name:9} {c.detail}{fix}")
+    return 2 if any(c.status == "fail" for c in checks) else 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """``facegate config check FILE``: parse and check every key, print the effective config."""
+    from ..config import Config
+
+    cfg = Config.load(args.file)
+    if args.json:
+        print(json.dumps(cfg.to_dict()))
+    else:
+        print(f"{args.file}: ok")
+    return 0
+
+
+def register(sub, add) -> None:
+    p = add("run", cmd_run, "run the door daemon (what the systemd service starts)", gallery=False, model=False)
+    p.add_argument("--config", type=Path, default=Path("/etc/facegate/facegate.toml"))
+    p = add("demo", cmd_demo, "run the real door loop on a built-in scenario with a simulated lock",
+            gallery=False, model=False)
+    from ..embed import DEFAULT_EMBEDDER
+
+    p.add_argument("--embedder", default=DEFAULT_EMBEDDER)
+    p.add_argument("--fps", type=float, default=10.0, help="replay rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p = add("config", cmd_config_check, "check a config file (facegate config check FILE)", gallery=False, model=False)
+    p.add_argument("action", choices=["check"])
+    p.add_argument("file", type=Path)
+    p = add("doctor", cmd_doctor, "check camera, GPIO, model, gallery, config and service",
+            gallery=False, model=False)
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--no-camera", action="store_true", help="do not open the camera")

@@ -1,0 +1,363 @@
+"""The ``facegate`` command: enroll, verify, identify, evaluate, benchmark, run.
+
+Exit codes: 0 accept / match / success, 1 reject / not in database, 2 error.
+Bad input gets one line on stderr, never a traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import FacegateError
+
+log = logging.getLogger("facegate")
+
+EXIT_OK, EXIT_REJECT, EXIT_ERROR = 0, 1, 2
+
+
+def default_gallery() -> Path:
+    env = os.environ.get("FACEGATE_GALLERY")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "facegate" / "gallery.db"
+
+
+def _emit(args: argparse.Namespace, obj: dict, text: str) -> None:
+    print(json.dumps(obj) if args.json else text, flush=True)
+
+
+def door_config(args: argparse.Namespace):
+    """The door's config (``--config``) with this command's flags laid over it.
+
+    With ``--config`` the CLI uses the door's gallery, embedder, detector and
+    quality gate, so what is enrolled is what the door sees; flags given
+    explicitly still win.
+    """
+    from dataclasses import replace
+
+    from ..config import Config
+
+    cfg = Config.load(args.config) if getattr(args, "config", None) else Config.default()
+    if getattr(args, "embedder", None) is not None:
+        cfg = replace(cfg, embedder=replace(cfg.embedder, name=args.embedder))
+    if getattr(args, "threads", None) is not None:
+        cfg = replace(cfg, embedder=replace(cfg.embedder, threads=args.threads),
+                      detector=replace(cfg.detector, threads=args.threads))
+    if getattr(args, "min_face", None) is not None:
+        cfg = replace(cfg, detector=replace(cfg.detector, min_face_size=args.min_face))
+    return cfg
+
+
+def _gallery_path(args: argparse.Namespace) -> Path:
+    if getattr(args, "gallery", None) is not None:
+        return Path(args.gallery)
+    if getattr(args, "config", None):
+        return Path(door_config(args).storage.gallery)
+    return default_gallery()
+
+
+def _pipeline(args: argparse.Namespace):
+    from ..pipeline import create_pipeline
+
+    return create_pipeline(door_config(args))
+
+
+def _gallery(args: argparse.Namespace, readonly: bool = False):
+    from ..gallery import Gallery
+
+    return Gallery(_gallery_path(args), readonly=readonly)
+
+
+def _match_obj(j) -> dict:
+    m = j.match
+    return {
+        "accepted": m.accepted,
+        "name": m.name,
+        "best_name": m.best_name,
+        "distance": None if m.distance == float("inf") else round(m.distance, 4),
+        "threshold": round(m.threshold, 4),
+        "runner_up": m.runner_up,
+        "margin": None if m.margin is None else round(m.margin, 4),
+        "model_id": m.model_id,
+        "faces_seen": j.faces_seen,
+    }
+
+
+# --- commands -----------------------------------------------------------------------
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from ..recognition import enroll
+
+    pipeline = _pipeline(args)
+    with _gallery(args) as gallery:
+        rep = enroll(pipeline, gallery, args.name, args.images)
+    _emit(args, {"name": rep.name, "added": rep.added, "templates": rep.total_templates,
+                 "model_id": pipeline.model_id},
+          f"enrolled {rep.name}: {rep.added} template(s) added, {rep.total_templates} in all ({pipeline.model_id})")
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with _gallery(args) as gallery:
+        n = gallery.remove(args.name)
+    _emit(args, {"name": args.name, "removed_templates": n}, f"removed {args.name} ({n} template(s))")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    path = _gallery_path(args)
+    if not path.exists():
+        _emit(args, {"people": []}, f"no gallery at {path} (enroll someone first)")
+        return EXIT_OK
+    with _gallery(args, readonly=True) as gallery:
+        people = gallery.people()
+    if args.json:
+        print(json.dumps({"people": [{"name": p.name, "templates": p.templates, "model_ids": sorted(p.model_ids)}
+                                     for p in people]}))
+    else:
+        for p in people:
+            print(f"{p.name}\t{p.templates} template(s)\t{', '.join(sorted(p.model_ids))}")
+        if not people:
+            print("the gallery is empty")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..recognition import verify
+
+    pipeline = _pipeline(args)
+    with _gallery(args, readonly=True) as gallery:
+        j = verify(pipeline, gallery, args.name, args.image, args.threshold)
+    m = j.match
+    text = (f"{'ACCEPT' if m.accepted else 'REJECT'} {args.name}: distance {m.distance:.3f} "
+            f"(threshold {m.threshold:.3f}); {j.faces_seen} face(s) seen, judged the largest")
+    _emit(args, _match_obj(j), text)
+    return EXIT_OK if m.accepted else EXIT_REJECT
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from ..recognition import identify
+
+    pipeline = _pipeline(args)
+    with _gallery(args, readonly=True) as gallery:
+        j = identify(pipeline, gallery, args.image, args.threshold)
+    m = j.match
+    margin = "" if m.margin is None else f", runner-up {m.runner_up} {m.margin:+.3f} farther"
+    if m.accepted:
+        text = f"{m.name}: distance {m.distance:.3f} (threshold {m.threshold:.3f}{margin})"
+    else:
+        near = "" if m.best_name is None else f"; nearest {m.best_name} at {m.distance:.3f}"
+        text = f"not in database (threshold {m.threshold:.3f}{near})"
+    text += f"; {j.faces_seen} face(s) seen, judged the largest"
+    _emit(args, _match_obj(j), text)
+    return EXIT_OK if m.accepted else EXIT_REJECT
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """One JSON line per image, many images per process: for scripts."""
+    from ..imageio import load_image
+
+    pipeline = _pipeline(args)
+    failed = 0
+    for path in args.images:
+        row: dict = {"path": path, "model_id": pipeline.model_id}
+        try:
+            face, seen = pipeline.embed_one(load_image(path), single=args.single, gated=not args.no_gate)
+            assert face.embedding is not None
+            row.update(faces_seen=seen, box=[round(v, 1) for v in face.detection.box],
+                       embedding=[round(float(v), 6) for v in face.embedding.vector])
+        except FacegateError as exc:
+            failed += 1
+            row["error"] = str(exc)
+            row["error_type"] = type(exc).__name__
+        print(json.dumps(row), flush=True)
+    return EXIT_OK if not failed else EXIT_ERROR
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..eval.evaluate import EVAL_MIN_FACE, evaluate_lfw
+
+    args.embedder = door_config(args).embedder.name
+    try:
+        report = evaluate_lfw(args.embedder, root=args.data, workers=args.workers,
+                              min_face=args.min_face or EVAL_MIN_FACE,
+                              official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress)
+    except FileNotFoundError as exc:
+        raise FacegateError(str(exc)) from None
+    if args.save_thresholds:
+        from ..eval.evaluate import save_thresholds
+
+        save_thresholds(report, args.save_thresholds)
+    if args.record:
+        from ..embed import resolve_bundle
+        from ..eval.evaluate import record_in_bundle
+
+        folder = resolve_bundle(args.embedder)
+        if folder is None:
+            raise FacegateError(f"--record needs a model bundle, not {args.embedder!r}")
+        log.info("figures recorded in %s", record_in_bundle(report, folder))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        from ..eval.evaluate import format_report
+
+        print(format_report(report))
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..eval.bench import run_bench
+
+    for row in run_bench(args.embedder_list, threads=args.thread_list, repeats=args.repeats, data=args.data):
+        print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return EXIT_OK
+
+
+# --- parser --------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True) -> None:
+    from ..align import MIN_FACE_PX
+    from ..embed import DEFAULT_EMBEDDER
+
+    if gallery or model:
+        p.add_argument("--config", type=Path, default=None,
+                       help="the door's config file: use its gallery, embedder, detector and quality gate")
+    if gallery:
+        p.add_argument("--gallery", type=Path, default=None,
+                       help=f"gallery database (default: the config's, else {default_gallery()})")
+    if model:
+        p.add_argument("--embedder", default=os.environ.get("FACEGATE_EMBEDDER"),
+                       help="facenet, dlib, a shipped bundle's name (facegate-mfn-onnx-int8, ...) or a bundle folder "
+                            f"(default: the config's, else {DEFAULT_EMBEDDER})")
+        p.add_argument("--threads", type=_positive_int, default=None, help="inference threads (default: 1)")
+        p.add_argument("--min-face", type=_positive_int, default=None,
+                       help=f"smallest face to detect, in pixels (default: the config's, else {MIN_FACE_PX})")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="facegate", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, **kw) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=fn)
+        _common(p, **kw)
+        return p
+
+    p = add("enroll", cmd_enroll, "enroll a person from one or more images (one face each)")
+    p.add_argument("name")
+    p.add_argument("images", nargs="+")
+    p = add("remove", cmd_remove, "remove a person and all their templates", model=False)
+    p.add_argument("name")
+    add("list", cmd_list, "list enrolled people", model=False)
+    for name, fn, help in (("verify", cmd_verify, "1:1: is the face in IMAGE the enrolled NAME?"),
+                           ("identify", cmd_identify, "1:K: who in the gallery is the face in IMAGE?")):
+        p = add(name, fn, help)
+        if name == "verify":
+            p.add_argument("name")
+        p.add_argument("image")
+        p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the model's)")
+    p = add("embed", cmd_embed, "print one JSON line per image with its embedding", gallery=False)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--single", action="store_true", help="refuse images with several faces")
+    p.add_argument("--no-gate", action="store_true", help="embed faces that fail the quality gate too")
+    p.set_defaults(json=True)
+
+    p = add("eval", cmd_eval, "evaluate an embedder on a benchmark through the full pipeline", gallery=False)
+    p.add_argument("benchmark", choices=["lfw"])
+    p.add_argument("--data", type=Path, default=None, help="LFW folder (default: ../shared/data/lfw)")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="processes (default: all cores)")
+    p.add_argument("--official", action="store_true", help="also the official 10-fold accuracy")
+    p.add_argument("--progress", action="store_true", help="progress bar even with --json")
+    p.add_argument("--save-thresholds", type=Path, default=None, metavar="JSON",
+                   help="merge the measured thresholds into this table (edge/data/reference_thresholds.json)")
+    p.add_argument("--record", action="store_true",
+                   help="keep the figures in the evaluated bundle's manifest (evaluation.pipeline)")
+
+    p = add("bench", cmd_bench, "per-stage latency and memory of each embedder", gallery=False, model=False)
+    p.add_argument("--embedders", dest="embedder_list", default="facenet,dlib",
+                   type=lambda s: [x for x in s.split(",") if x], help="comma-separated (default: %(default)s)")
+    p.add_argument("--threads", dest="thread_list", default="1,2", type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--data", type=Path, default=None, help="LFW folder for real frames")
+    _register_more(sub, add)
+    return parser
+
+
+#: Entry-point group through which other facegate packages (training, export)
+#: add subcommands, so that the edge runtime never imports them.
+COMMAND_PLUGINS = "facegate.commands"
+
+
+def _register_more(sub, add) -> None:
+    """Commands of the daemon side, then those that other packages register."""
+    from importlib.metadata import entry_points
+
+    from . import door
+
+    door.register(sub, add)
+    for ep in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # a broken plugin must not take the door's CLI down
+            log.warning("facegate command plugin %s failed to load: %s", ep.name, exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with facegate's refusal: one line on stderr, exit code 2 (argparse also prints usage)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a refused argument (2), already printed
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except FacegateError as exc:
+        if args.debug:
+            raise
+        print(f"facegate {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback with --debug
+        if args.debug:
+            raise
+        log.debug("unexpected error", exc_info=True)
+        print(f"facegate {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
+              "(--debug shows the traceback)", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

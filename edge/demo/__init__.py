@@ -1,0 +1,1 @@
+"""`facegate demo`: the real door loop on a synthetic scenario (:mod:`.scenario`), with a simulated lock."""

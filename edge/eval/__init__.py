@@ -1,0 +1,1 @@
+"""Tools beside the door: the LFW-half evaluation, its metrics, the benchmark and the sample portraits."""

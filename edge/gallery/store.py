@@ -1,0 +1,412 @@
+"""The on-device face template store: one SQLite file, matched in memory.
+
+Why SQLite: one file that survives power cuts (WAL + ``synchronous=NORMAL``),
+can be read by the door daemon while the enrollment CLI writes, and needs no
+server. Why in-memory matching: 1:K search is one matrix product over all
+templates, so the templates of one model are loaded once into a float32 matrix
+and reloaded only when the database changed (``PRAGMA data_version`` tells us
+cheaply when another connection committed).
+
+Safety rules enforced here rather than by callers:
+
+* embeddings of different models are never compared or mixed
+  (:class:`~facegate.edge.errors.GalleryModelMismatch`);
+* only finite, 1-D, L2-normalised vectors are stored or matched;
+* enrollment is all-or-nothing (one transaction);
+* every SQLite failure surfaces as a :class:`~facegate.edge.errors.GalleryError`
+  naming the file, never as a raw ``sqlite3`` traceback.
+
+The schema, and how a file is opened and migrated, live in :mod:`.schema`;
+the in-memory matrix matching in :mod:`.matching`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GalleryError, GalleryInputError, GalleryModelMismatch, PersonNotFound
+from ..types import Embedding, Match
+from . import schema
+from .checks import MAX_NAME_LENGTH, NORM_TOLERANCE, check_embedding, check_name, check_threshold
+from .matching import Block, build_block, match_matrix
+from .schema import DEFAULT_TIMEOUT_S, EMBEDDING_COLUMNS, encode_embedding
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Gallery", "PersonSummary", "MAX_NAME_LENGTH", "NORM_TOLERANCE"]
+
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# --- matching -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class PersonSummary:
+    """One enrolled person as listed by :meth:`Gallery.people`."""
+
+    name: str
+    templates: int
+    model_ids: tuple[str, ...]
+    created_at: datetime
+    note: str | None = None
+
+
+class Gallery:
+    """Enrolled people and their face templates in one SQLite file.
+
+    ``Gallery(":memory:")`` is a throw-away gallery for tests. With
+    ``readonly=True`` the file must exist and be at the current schema; every
+    write raises :class:`GalleryError`. Safe to share between threads (one lock
+    serialises calls); other processes may write the same file concurrently.
+    """
+
+    match_matrix = staticmethod(match_matrix)
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self._memory = str(path) == ":memory:"
+        self.path: Path | str = ":memory:" if self._memory else Path(path)
+        self.readonly = bool(readonly)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._blocks: dict[str, Block] = {}
+        self._data_version: int | None = None
+        if self._memory and self.readonly:
+            raise GalleryInputError("a read-only :memory: gallery would always be empty")
+        self._conn = schema.connect(self.path, readonly=self.readonly, timeout=timeout)
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # --- opening, schema ------------------------------------------------------------
+    # --- lifecycle ---------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def close(self) -> None:
+        """Close the database; calling it again does nothing."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            self._blocks.clear()
+            if conn is None:
+                return
+            try:
+                if not self.readonly:
+                    conn.execute("PRAGMA optimize")
+            except sqlite3.Error as exc:  # never fail a close over housekeeping
+                log.debug("%s: PRAGMA optimize failed: %s", self.path, exc)
+            finally:
+                conn.close()
+
+    def __enter__(self) -> Gallery:
+        self._db()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("read-only" if self.readonly else "open")
+        return f"Gallery({str(self.path)!r}, {state})"
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise GalleryError(f"{self.path}: gallery is closed")
+        return self._conn
+
+    @contextmanager
+    def _sql(self, action: str) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and turn SQLite failures into one-line GalleryErrors."""
+        with self._lock:
+            conn = self._db()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise GalleryError(f"{self.path}: {action} failed: {exc}") from None
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (all-or-nothing); drops cached templates afterwards."""
+        with self._sql(action) as conn:
+            if self.readonly:
+                raise GalleryError(f"{self.path}: gallery is open read-only; cannot {action}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as exc:
+                    log.error("%s: rollback failed: %s", self.path, exc)
+                raise
+            else:
+                conn.execute("COMMIT")
+            finally:
+                self._blocks.clear()
+
+    # --- writes -------------------------------------------------------------------------
+    def enroll(
+        self,
+        name: str,
+        embeddings: Sequence[Embedding],
+        *,
+        sources: Sequence[str | None] | None = None,
+        qualities: Sequence[float | None] | None = None,
+        note: str | None = None,
+    ) -> int:
+        """Add templates for ``name`` (created if new); return how many were added.
+
+        All embeddings are checked before anything is written and the insert is
+        one transaction, so a bad embedding leaves the gallery unchanged. They
+        must come from the same model as every template already stored.
+        ``note`` is stored on the person (replacing an earlier note) when given.
+        """
+        name = check_name(name)
+        embeddings = list(embeddings)
+        if not embeddings:
+            raise GalleryInputError("enroll needs at least one embedding")
+        n = len(embeddings)
+        src = [None] * n if sources is None else list(sources)
+        qual = [None] * n if qualities is None else list(qualities)
+        if len(src) != n or len(qual) != n:
+            raise GalleryInputError(f"got {n} embeddings but {len(src)} sources and {len(qual)} qualities")
+        for i, s in enumerate(src):
+            if s is not None and not isinstance(s, str):
+                raise GalleryInputError(f"sources[{i}] must be a string or None, got {type(s).__name__}")
+        for i, q in enumerate(qual):
+            if q is not None and not math.isfinite(float(q)):
+                raise GalleryInputError(f"qualities[{i}] must be finite or None, got {q!r}")
+        vectors = [check_embedding(e, f"embeddings[{i}]") for i, e in enumerate(embeddings)]
+        model_id = embeddings[0].model_id
+        others = sorted({e.model_id for e in embeddings} - {model_id})
+        if others:
+            raise GalleryModelMismatch(
+                f"cannot enroll embeddings of several models at once ({model_id!r} and {', '.join(map(repr, others))})"
+            )
+        dims = {v.shape[0] for v in vectors}
+        if len(dims) != 1:
+            raise GalleryInputError(f"embeddings have different dimensions {sorted(dims)}")
+        dim = dims.pop()
+
+        with self._write("enroll") as conn:
+            # Checked under the write lock, so two enrollers cannot mix models.
+            foreign = conn.execute(
+                "SELECT model_id FROM templates WHERE model_id != ? LIMIT 1", (model_id,)
+            ).fetchone()
+            if foreign is not None:
+                raise GalleryModelMismatch(
+                    f"gallery holds templates of model {foreign[0]!r} but these embeddings come from "
+                    f"model {model_id!r}; embeddings of different models cannot be compared. "
+                    f"Use the {foreign[0]!r} model, or re-enroll everyone with {model_id!r} "
+                    "(remove the old people first)."
+                )
+            row = conn.execute("SELECT dim FROM templates WHERE model_id = ? LIMIT 1", (model_id,)).fetchone()
+            if row is not None and row[0] != dim:
+                raise GalleryInputError(f"model {model_id!r} templates in the gallery have dim {row[0]}, got {dim}")
+            now = _now()
+            person = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if person is None:
+                person_id = conn.execute(
+                    "INSERT INTO people (name, created_at, note) VALUES (?, ?, ?)", (name, now, note)
+                ).lastrowid
+            else:
+                person_id = person[0]
+                if note is not None:
+                    conn.execute("UPDATE people SET note = ? WHERE id = ?", (note, person_id))
+            rows = [
+                {
+                    "person_id": person_id,
+                    "model_id": model_id,
+                    "quality": None if q is None else float(q),
+                    "source": s,
+                    "created_at": now,
+                    **encode_embedding(v),
+                }
+                for v, s, q in zip(vectors, src, qual)
+            ]
+            cols = list(rows[0])  # fixed identifiers from this module, never user input
+            conn.executemany(
+                f"INSERT INTO templates ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})", rows
+            )
+        log.info("enrolled %d template(s) for %r (model %s)", n, name, model_id)
+        return n
+
+    def remove(self, name: str) -> int:
+        """Delete a person and all their templates; return how many templates went."""
+        name = check_name(name)
+        with self._write("remove") as conn:
+            person = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if person is None:
+                raise PersonNotFound(f"{name!r} is not enrolled")
+            count = conn.execute("SELECT count(*) FROM templates WHERE person_id = ?", (person[0],)).fetchone()[0]
+            conn.execute("DELETE FROM people WHERE id = ?", (person[0],))  # templates cascade
+        log.info("removed %r and %d template(s)", name, count)
+        return int(count)
+
+    # --- reads ---------------------------------------------------------------------------
+    def people(self) -> list[PersonSummary]:
+        """Everyone enrolled, by name."""
+        with self._sql("list people") as conn:
+            rows = conn.execute(
+                """SELECT p.name, p.created_at, p.note, t.model_id, count(t.id) AS n
+                   FROM people p LEFT JOIN templates t ON t.person_id = p.id
+                   GROUP BY p.id, t.model_id ORDER BY p.name, t.model_id"""
+            ).fetchall()
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            d = out.setdefault(r["name"], {"created_at": r["created_at"], "note": r["note"], "n": 0, "models": []})
+            d["n"] += r["n"]
+            if r["model_id"] is not None:
+                d["models"].append(r["model_id"])
+        return [
+            PersonSummary(
+                name=name,
+                templates=d["n"],
+                model_ids=tuple(d["models"]),
+                created_at=datetime.fromisoformat(d["created_at"]),
+                note=d["note"],
+            )
+            for name, d in out.items()
+        ]
+
+    def model_ids(self) -> set[str]:
+        """The models whose templates are stored (one, for a consistent gallery)."""
+        with self._sql("list models") as conn:
+            return {r[0] for r in conn.execute("SELECT DISTINCT model_id FROM templates")}
+
+    def __len__(self) -> int:
+        """Number of enrolled people."""
+        with self._sql("count people") as conn:
+            return int(conn.execute("SELECT count(*) FROM people").fetchone()[0])
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            name = check_name(name)
+        except ValueError:
+            return False
+        with self._sql("look up person") as conn:
+            return conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone() is not None
+
+    def reload(self) -> None:
+        """Forget cached templates; the next match reads them from the file again."""
+        with self._lock:
+            self._db()
+            self._blocks.clear()
+
+    def templates(self, model_id: str) -> tuple[list[str], np.ndarray]:
+        """Person name per row and the (n, dim) float32 matrix of one model's templates.
+
+        The matrix is the cached, read-only array used for matching; rows of one
+        person are adjacent. An unknown model gives ``([], empty (0, 0))``.
+        """
+        block = self._block(model_id)
+        return list(block.row_names), block.matrix
+
+    def _block(self, model_id: str) -> Block:
+        """The cached templates of ``model_id``, reloaded if any connection wrote."""
+        with self._sql("load templates") as conn:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                log.debug("%s: changed by another connection, dropping cached templates", self.path)
+                self._blocks.clear()
+                self._data_version = version
+            block = self._blocks.get(model_id)
+            if block is None:
+                cur = conn.cursor()
+                cur.row_factory = None  # plain tuples: this query may return 100,000 rows
+                rows = cur.execute(  # noqa: S608 - fixed column names of this package
+                    f"""SELECT t.id, t.person_id, p.name, {", ".join("t." + c for c in EMBEDDING_COLUMNS)}
+                        FROM templates t JOIN people p ON p.id = t.person_id
+                        WHERE t.model_id = ? ORDER BY t.person_id, t.id""",
+                    (model_id,),
+                ).fetchall()
+                block = self._blocks[model_id] = build_block(self.path, model_id, rows)
+        return block
+
+    def _block_for(self, embedding: Embedding) -> tuple[np.ndarray, Block | None]:
+        """Checked query vector and the templates it may be compared with (None: empty gallery)."""
+        vec = check_embedding(embedding, "query embedding")
+        block = self._block(embedding.model_id)
+        if block.matrix.shape[0] == 0:
+            stored = self.model_ids()
+            if not stored:
+                return vec, None
+            raise GalleryModelMismatch(
+                f"query embedding comes from model {embedding.model_id!r} but the gallery was enrolled with "
+                f"{', '.join(map(repr, sorted(stored)))}; use that model, or re-enroll everyone with "
+                f"{embedding.model_id!r}"
+            )
+        if vec.shape[0] != block.dim:
+            raise GalleryInputError(f"query embedding has dim {vec.shape[0]}, gallery templates have dim {block.dim}")
+        return vec, block
+
+    # --- matching -----------------------------------------------------------------------
+    def identify(self, embedding: Embedding, threshold: float) -> Match:
+        """1:K: the nearest enrolled person, accepted if within ``threshold``.
+
+        A person's distance is the minimum over their templates. ``best_name``
+        is always the nearest person; ``name`` only when accepted. An empty
+        gallery gives ``name=None, distance=inf, candidates=0`` (nobody to
+        match is a rejection, not an error).
+        """
+        threshold = check_threshold(threshold)
+        vec, block = self._block_for(embedding)
+        if block is None:
+            return Match(name=None, distance=math.inf, threshold=threshold, model_id=embedding.model_id)
+        per_person = np.minimum.reduceat(match_matrix(vec, block.matrix)[0], block.starts)
+        k = per_person.shape[0]
+        if k >= 2:
+            top2 = np.argpartition(per_person, 1)[:2]
+            best, second = sorted(top2.tolist(), key=lambda j: (per_person[j], j))
+            runner_up, runner_up_distance = block.person_names[second], float(per_person[second])
+        else:
+            best, runner_up, runner_up_distance = 0, None, None
+        distance = float(per_person[best])
+        best_name = block.person_names[best]
+        return Match(
+            name=best_name if distance <= threshold else None,
+            distance=distance,
+            threshold=threshold,
+            model_id=embedding.model_id,
+            best_name=best_name,
+            runner_up=runner_up,
+            runner_up_distance=runner_up_distance,
+            candidates=k,
+        )
+
+    def verify(self, name: str, embedding: Embedding, threshold: float) -> Match:
+        """1:1: is ``embedding`` the enrolled ``name``? Compared with that person's templates only."""
+        name = check_name(name)
+        threshold = check_threshold(threshold)
+        if name not in self:
+            raise PersonNotFound(f"{name!r} is not enrolled")
+        vec, block = self._block_for(embedding)
+        try:
+            i = block.person_names.index(name) if block is not None else -1
+        except ValueError:
+            i = -1
+        if block is None or i < 0:
+            raise GalleryModelMismatch(f"{name!r} has no templates of model {embedding.model_id!r}; re-enroll them")
+        stop = block.starts[i + 1] if i + 1 < len(block.starts) else block.matrix.shape[0]
+        distance = float(match_matrix(vec, block.matrix[block.starts[i] : stop]).min())
+        return Match(
+            name=name if distance <= threshold else None,
+            distance=distance,
+            threshold=threshold,
+            model_id=embedding.model_id,
+            best_name=name,
+            candidates=1,
+        )

