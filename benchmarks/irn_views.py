@@ -20,7 +20,7 @@ from facegate.models.data import preprocess
 from facegate.models.evalset import eval_report, load_eval_set
 from facegate.models.facenet_import import load_facenet
 from facegate.models.irn import IRNConfig, InceptionResNetV1, select_blocks
-from facegate.models.views import CropSpec
+from facegate.edge.types import CropSpec
 
 
 def parse_view(text: str) -> CropSpec:

@@ -149,7 +149,7 @@ def cmd_import_facenet(args: argparse.Namespace) -> int:
 
 
 def _view(text: str) -> Any:
-    from .views import CropSpec
+    from facegate.edge.types import CropSpec
 
     try:
         kind, size, extra = text.split(":")

@@ -82,7 +82,9 @@ class EvalSet:
         """
         from facegate.edge.imageio import load_image
 
-        from .views import CropSpec, make_crop
+        from facegate.edge.types import CropSpec
+
+        from .views import make_crop
 
         if spec == CropSpec("align5", CROP_SIZE, 1.0):
             return np.asarray(self.crops)

@@ -45,7 +45,7 @@ from .evalset import eval_report, load_eval_set
 from .irn import IRNConfig, InceptionResNetV1, input_spec, select_blocks
 from .network import BinaryHead
 from .viewcache import load_view_cache
-from .views import CropSpec
+from .views import spec_dict
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
     vc = load_view_cache(cfg.views)
     if cfg.input_size not in vc.specs:
         raise LadderError(f"{cfg.views} has no {cfg.input_size} px view (has {sorted(vc.specs)})")
-    spec: CropSpec = vc.specs[cfg.input_size]
+    spec = vc.specs[cfg.input_size]
     crops = np.asarray(vc.crops(cfg.input_size))
     teacher = torch.from_numpy(vc.teacher)
     net = InceptionResNetV1(cfg.irn)
@@ -242,7 +242,7 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
 
     def save() -> None:
         atomic_write(ckpt_path, lambda f: torch.save({
-            "format": FORMAT, "config": asdict(cfg), "irn": cfg.irn.to_dict(), "crop": spec.to_dict(),
+            "format": FORMAT, "config": asdict(cfg), "irn": cfg.irn.to_dict(), "crop": spec_dict(spec),
             "state": net.state_dict(), "head": head.state_dict() if head is not None else None,
             "optimizer": opt.state_dict(), "step": step, "seconds": seconds, "evals": evals}, f))
 

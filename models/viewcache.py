@@ -34,7 +34,9 @@ from facegate.edge.errors import FacegateError
 from facegate.edge.imageio import load_image
 
 from .prepare import DATA_ROOT, load_cache
-from .views import CropSpec, make_crop
+from facegate.edge.types import CropSpec
+
+from .views import make_crop, spec_dict
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ def build_view_cache(prepared_folder: str | Path, out: str | Path, teacher_spec:
     out = Path(out)
     prepared = load_cache(prepared_folder)
     plan = {"prepared": str(Path(prepared_folder).resolve()), "teacher": SOURCE,
-            "teacher_view": teacher_spec.to_dict(), "student_views": [s.to_dict() for s in student_specs],
+            "teacher_view": spec_dict(teacher_spec), "student_views": [spec_dict(s) for s in student_specs],
             "images": len(prepared.labels)}
     out.mkdir(parents=True, exist_ok=True)
     if (out / "plan.json").is_file() and json.loads((out / "plan.json").read_text()) != plan:
@@ -143,8 +145,8 @@ def write_view_cache(folder: str | Path, crops: dict[CropSpec, np.ndarray], labe
     np.save(folder / "labels.npy", np.asarray(labels))
     np.save(folder / "ok.npy", np.asarray(ok, bool))
     np.save(folder / "teacher.npy", np.asarray(teacher, np.float32))
-    atomic_write_json(folder / META, {"teacher_view": teacher_spec.to_dict(),
-                                      "student_views": [s.to_dict() for s in crops if s != teacher_spec],
+    atomic_write_json(folder / META, {"teacher_view": spec_dict(teacher_spec),
+                                      "student_views": [spec_dict(s) for s in crops if s != teacher_spec],
                                       "faces": int(np.count_nonzero(ok))})
     return folder
 

