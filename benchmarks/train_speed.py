@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from facegate.models.loop import train
     from facegate.models.prepare import write_cache
-    from facegate.models.train import TrainConfig, train
+    from facegate.models.recipe import TrainConfig
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [json.loads(x) for x in (res.out / "metrics.jsonl").read_text().splitlines()]
     windows = [r for r in rows if r["kind"] == "train"][1:] or [r for r in rows if r["kind"] == "train"]
     sps = float(np.median([r["steps_per_s"] for r in windows]))
-    from facegate.models.train import autocast_dtype
+    from facegate.models.objective import autocast_dtype
 
     amp = autocast_dtype(torch.device("cpu")) if not args.no_amp else None
     print(json.dumps({"threads": args.threads, "p": args.p, "k": args.k, "extra": args.extra, "width": args.width,

@@ -10,6 +10,7 @@ does not import torch: the ``facegate export`` commands register without it.
 - :mod:`.parity`      ``parity(net, embedder, crops)``: cosine to the PyTorch embedding
 - :mod:`.crops`       calibration / parity crops from a prepared cache or an eval set
 - :mod:`.bundles`     ``export_onnx_bundles``, ``export_tflite_bundles``: fp32 + INT8 bundles
+- :mod:`.run`         ``export_run``: the end of a training run (entry point ``facegate.exporters``)
 - :mod:`.cli`         ``facegate export onnx|tflite``
 """
 

@@ -239,12 +239,12 @@ def export_checkpoint_bundles(net: nn.Module, extras: dict[str, Any], out: str |
     if calib_src is None or not calib_src.exists():
         raise ExportError(f"no calibration crops{f' at {calib_src}' if calib_src else ''}: pass --calib with a "
                           "prepared training cache (facegate train prepare) or a .npy of aligned 112x112 crops")
-    parity_src = _path(parity_source) if parity_source is not None else None
-    if parity_src is None and config.get("eval_cache") and _path(config["eval_cache"]).is_dir() and size == 112:
-        parity_src = _path(config["eval_cache"])
     from .onnx import net_input
 
     size = net_input(net).size
+    parity_src = _path(parity_source) if parity_source is not None else None
+    if parity_src is None and config.get("eval_cache") and _path(config["eval_cache"]).is_dir() and size == 112:
+        parity_src = _path(config["eval_cache"])
     calib_crops, parity_crops = calibration_and_parity(calib_src, calib_count, parity_count, parity_src, seed=seed,
                                                        size=size)
     for what, crops in (("calibration", calib_crops), ("parity", parity_crops)):

@@ -43,7 +43,9 @@ import torch
 
 from facegate.edge.embed.base import Thresholds
 from facegate.edge.embed.bundle import BinaryHead as ManifestHead
-from facegate.models.network import FaceEmbeddingNet, NetConfig, fold_batchnorm, net_config_from_dict
+from facegate.models.checkpoint import build_net, is_folded
+from facegate.models.network import FaceEmbeddingNet, NetConfig, net_config_from_dict
+from facegate.models.recipe import TrainError
 
 from . import ExportError
 
@@ -118,17 +120,10 @@ def _is_state_dict(obj: Any) -> bool:
 
 def _build(cfg: NetConfig, state: Mapping[str, Any], folded: bool | None, where: str) -> FaceEmbeddingNet:
     state = _strip(state)
-    if folded is None:  # a folded state_dict has no BatchNorm statistics
-        folded = not any(k.endswith("running_mean") for k in state)
-    net = FaceEmbeddingNet(cfg)
-    target = fold_batchnorm(net) if folded else net
     try:
-        target.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise ExportError(f"{where}: the state_dict does not fit NetConfig {cfg} "
-                          f"({first[0] if first else exc}...); pass the right net config") from None
-    return target.eval()
+        return build_net(cfg, state, is_folded(state) if folded is None else folded)
+    except TrainError as exc:
+        raise ExportError(f"{where}: {exc}; pass the right net config") from None
 
 
 def _binary_head(obj: Any) -> ManifestHead | None:

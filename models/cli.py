@@ -75,7 +75,8 @@ def _progress(args: argparse.Namespace) -> bool:
 def cmd_run(args: argparse.Namespace) -> int:
     require_torch()
     _verbose_logging()
-    from .train import TrainConfig, parse_override, train
+    from .loop import train
+    from .recipe import TrainConfig, parse_override
 
     overrides = dict(parse_override(s) for s in args.set)
     for key in ("out", "cache", "eval_cache"):
@@ -106,7 +107,7 @@ _REPORT_KEYS = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-3"
 def cmd_eval(args: argparse.Namespace) -> int:
     require_torch()
     _verbose_logging()
-    from .train import evaluate_checkpoint
+    from .evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(args.checkpoint, args.eval_cache, threads=args.threads)
     if args.json:
@@ -176,7 +177,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     require_torch()
     _verbose_logging()
     from .ladder import LadderConfig, train_rung
-    from .train import parse_override
+    from .recipe import parse_override
 
     cfg = LadderConfig.from_toml(args.config, **dict(parse_override(s) for s in args.set))
     print(json.dumps({"out": cfg.out, **train_rung(cfg, resume=args.resume)}))

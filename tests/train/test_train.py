@@ -15,19 +15,13 @@ cv2 = pytest.importorskip("cv2")
 
 from facegate.edge.eval.lfw import Pair, load_protocol  # noqa: E402
 from facegate.models import cli  # noqa: E402
+from facegate.models.checkpoint import load_checkpoint, load_weights, net_from_checkpoint  # noqa: E402
 from facegate.models.evalset import EvalSet, build_eval_set, eval_report, load_eval_set, write_eval_set  # noqa: E402
+from facegate.models.evaluate import embed_crops  # noqa: E402
+from facegate.models.loop import train  # noqa: E402
+from facegate.models.objective import autocast_dtype  # noqa: E402
 from facegate.models.prepare import write_cache  # noqa: E402
-from facegate.models.train import (  # noqa: E402
-    TrainConfig,
-    TrainError,
-    autocast_dtype,
-    build_net_config,
-    embed_crops,
-    load_checkpoint,
-    load_weights,
-    net_from_checkpoint,
-    train,
-)
+from facegate.models.recipe import TrainConfig, TrainError, build_net_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -191,7 +185,7 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tiny_cache, tmp_pa
 
 def test_init_from_refuses_another_architecture_and_folded_weights(tiny_cache, tmp_path):
     from facegate.models.network import FaceEmbeddingNet, fold_batchnorm
-    from facegate.models.train import net_config_to_dict
+    from facegate.models.recipe import net_config_to_dict
 
     train(_config(tiny_cache, tmp_path / "first", epochs=1, steps_per_epoch=1), progress=False)
     wider = {**TINY_NET, "head_channels": 48}
@@ -209,7 +203,7 @@ def test_init_from_refuses_another_architecture_and_folded_weights(tiny_cache, t
 
 
 def test_mixed_precision_is_bf16_only_on_a_cpu_that_computes_it(monkeypatch):
-    import facegate.models.train as T
+    import facegate.models.objective as T
 
     assert autocast_dtype(torch.device("cuda")) is torch.float16
     monkeypatch.setattr(T, "_cpu_has_native_bf16", lambda: False)
@@ -370,6 +364,31 @@ def test_a_refused_int8_bundle_keeps_the_fp32_one_and_the_run(tiny_cache, tiny_e
     assert result["bundle"] == str(res.bundle) and result["steps"] == 1 and res.export == result["export"]
     assert load_checkpoint(res.checkpoint)["state"]["step"] == 1
     assert (tmp_path / "run" / "facegate-mfn.folded.pt").is_file()
+
+
+def test_the_run_finds_its_exporter_by_entry_point():
+    from facegate.export.run import export_run
+    from facegate.models.loop import find_exporter
+
+    assert find_exporter("onnx") is export_run
+    assert find_exporter("no-such-format") is None
+
+
+def test_without_an_exporter_the_run_ends_with_its_result_and_a_hint(tiny_cache, tiny_eval, tmp_path, monkeypatch,
+                                                                    caplog):
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [] if kw.get("group") == "facegate.exporters" else real(**kw))
+    res = train(_config(tiny_cache, tmp_path / "run", eval_cache=str(tiny_eval), steps_per_epoch=1, export=True),
+                progress=False)
+    assert res.bundle is None and not res.interrupted and res.report is not None
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["steps"] == 1 and result["bundle"] is None and result["export"] == res.export
+    assert "facegate.exporters" in res.export["error"] and res.export["bundles"] == []
+    assert "pip install 'facegate[export]'" in caplog.text
+    assert not (tmp_path / "run" / "bundles").exists() and load_checkpoint(res.checkpoint)["state"]["step"] == 1
 
 
 def test_no_thresholds_no_bundle(tiny_cache, tmp_path, capsys):
