@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from facegate.edge.embed.bundle import InputSpec
+from facegate.edge.types import CropSpec
 from facegate.models.data import TRAIN_INPUT, preprocess
 from facegate.models.network import fold_batchnorm
 
@@ -45,8 +47,14 @@ ONNX_INPUT = TRAIN_INPUT
 
 
 def net_input(net: nn.Module) -> InputSpec:
-    """The input a network declares (``input_spec``: the Inception-ResNet rungs), else the small network's."""
-    return getattr(net, "input_spec", ONNX_INPUT)
+    """The input a network declares (``input_spec``: the Inception-ResNet rungs), else the small network's.
+
+    A rung read from its checkpoint also carries the crop it was trained on
+    (``crop``), which the manifest passes on to the door's alignment.
+    """
+    spec = getattr(net, "input_spec", ONNX_INPUT)
+    crop = getattr(net, "crop", None)
+    return replace(spec, crop=CropSpec(**crop)) if crop else spec
 
 
 class RawEmbedding(nn.Module):

@@ -82,6 +82,7 @@ class LadderConfig:
     binary_head: float = 0.05
     freeze_stem: bool = False
     eval_every_minutes: float = 15.0
+    eval_at_start: bool = True  # the starting point's figures (the "before"); off when already measured
     checkpoint_every_minutes: float = 5.0
     threads: int = 2
     seed: int = 0
@@ -255,7 +256,7 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
         log.info("step %d (%.1f min): acc %.4f tar@1e-3 %.3f tar@1e-4 %.3f", step, seconds / 60,
                  rep["accuracy_mean"], rep["tar_at_far_1e-3"], rep["tar_at_far_1e-4"])
 
-    if not evals:
+    if not evals and cfg.eval_at_start:
         evaluate()
         save()
     last_ckpt = last_eval = seconds
@@ -308,7 +309,7 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
             if seconds - last_ckpt >= 60 * cfg.checkpoint_every_minutes:
                 save()
                 last_ckpt = seconds
-        if not evals or evals[-1]["step"] != step:
+        if not evals or evals[-1].get("step") != step:
             evaluate()
         save()
     finally:

@@ -72,7 +72,33 @@ def test_a_recipe_with_an_unknown_key_or_impossible_batch_is_refused(tmp_path):
         LadderConfig(p=1)
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[2] / "models" / "recipes").glob("irn_*.toml")))
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[2] / "models" / "recipes" / "ladder").glob("*.toml")))
 def test_shipped_ladder_recipes_load(recipe):
     cfg = LadderConfig.from_toml(recipe)
     assert cfg.name.startswith("facegate-irn")
+
+
+def test_a_rung_exports_to_bundles_that_cut_its_own_crop(tiny, tmp_path):
+    """The rung's crop, figures and cost travel into the manifest; the door's loader reads them back."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from facegate.edge.embed import create_embedder
+    from facegate.export.bundles import export_checkpoint_bundles
+    from facegate.export.checkpoint import load_checkpoint
+
+    train_rung(_cfg(tiny, tmp_path / "run", max_steps=1))
+    net, extras = load_checkpoint(tmp_path / "run")
+    assert extras["kind"] == "ladder" and extras["thresholds"] is not None
+    views, _ = tiny
+    made = export_checkpoint_bundles(net, extras, tmp_path / "bundles", "onnx", calib=views, calib_count=6,
+                                     parity_count=6, name="facegate-irn-test", min_int8_cosine=0.9)
+    assert [b.folder.name for b in made] == ["facegate-irn-test-onnx-fp32", "facegate-irn-test-onnx-int8"]
+    manifest = made[1].manifest
+    assert manifest.input.crop == SPEC and manifest.input.std == (128.0,)
+    assert manifest.evaluation["network"]["parameters"] == sum(p.numel() for p in net.parameters())
+    assert made[0].parity["cosine_min"] >= 0.9999
+    embedder = create_embedder(str(made[1].folder), threads=1)
+    try:
+        assert embedder.crop == SPEC
+    finally:
+        embedder.close()
