@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .align import MIN_FACE_PX, QualityThresholds
+from .embed import DEFAULT_EMBEDDER
 from .errors import ConfigError
 from .policy import PolicyConfig
 from .settings import convert, fail, find_key_line, setting, to_plain, toml_value
@@ -77,8 +78,8 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class EmbedderConfig:
-    #: An embedder key ("facenet", "dlib", ...) or a model bundle directory.
-    name: str = setting("facenet", nonempty=True)
+    #: A shipped bundle or family name (the default: our own network), "facenet", "dlib", or a bundle folder.
+    name: str = setting(DEFAULT_EMBEDDER, nonempty=True)
     threads: int = setting(1, ge=1, le=64)
 
 

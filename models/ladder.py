@@ -41,7 +41,7 @@ from facegate.edge.errors import FacegateError
 
 from . import losses as L
 from .data import preprocess
-from .evalset import eval_report, load_eval_set
+from .evalset import binary_head_report, eval_report, load_eval_set
 from .irn import IRNConfig, InceptionResNetV1, input_spec, select_blocks
 from .network import BinaryHead
 from .viewcache import load_view_cache
@@ -80,6 +80,7 @@ class LadderConfig:
     triplet: float = 0.1
     margin: float = 0.2
     binary_head: float = 0.05
+    head_lr: float = 1e-2  # the head starts at zero and is convex in its weights: its own, larger rate
     freeze_stem: bool = False
     eval_every_minutes: float = 15.0
     eval_at_start: bool = True  # the starting point's figures (the "before"); off when already measured
@@ -182,7 +183,8 @@ class _Batches:
         return rows, labels, flips, len(idx)
 
 
-def _evaluate(net: InceptionResNetV1, crops: np.ndarray, es: Any, rows: np.ndarray, model_id: str) -> dict[str, Any]:
+def _evaluate(net: InceptionResNetV1, crops: np.ndarray, es: Any, rows: np.ndarray, model_id: str,
+              head: BinaryHead | None = None) -> dict[str, Any]:
     net.eval()
     spec = input_spec(net.config.input_size)
     out = np.zeros((len(crops), net.embedding_dim), np.float32)
@@ -191,6 +193,9 @@ def _evaluate(net: InceptionResNetV1, crops: np.ndarray, es: Any, rows: np.ndarr
             r = rows[s:s + 64]
             out[r] = net(torch.from_numpy(preprocess(crops[r], spec))).numpy()
     rep = eval_report(es, out, model_id)
+    if head is not None:
+        w = head.linear.weight.detach().numpy().reshape(-1)
+        rep.update(binary_head_report(es, out, w, float(head.linear.bias.detach()[0])))
     return {k: v for k, v in json.loads(json.dumps(rep)).items() if isinstance(v, (int, float, str))}
 
 
@@ -212,10 +217,11 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
     net = InceptionResNetV1(cfg.irn)
     head = BinaryHead(cfg.irn.embedding_dim) if cfg.binary_head > 0 else None
     params = [p for n, p in net.named_parameters() if not (cfg.freeze_stem and n.startswith("stem."))]
+    groups = [{"params": [p for p in params if p.dim() > 1], "weight_decay": cfg.weight_decay, "scale": 1.0},
+              {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0, "scale": 1.0}]
     if head is not None:
-        params += list(head.parameters())
-    opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() > 1], "weight_decay": cfg.weight_decay},
-                             {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}], lr=cfg.lr)
+        groups.append({"params": list(head.parameters()), "weight_decay": 0.0, "scale": cfg.head_lr / cfg.lr})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     step, seconds, evals = 0, 0.0, []
     if ckpt_path.is_file():
         if not resume:
@@ -248,7 +254,7 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
             "optimizer": opt.state_dict(), "step": step, "seconds": seconds, "evals": evals}, f))
 
     def evaluate() -> None:
-        rep = _evaluate(net, eval_crops, es, eval_rows, f"{cfg.name}@{step}")
+        rep = _evaluate(net, eval_crops, es, eval_rows, f"{cfg.name}@{step}", head)
         rep.update(step=step, minutes=round(seconds / 60, 2))
         evals.append(rep)
         metrics.write(json.dumps({"eval": rep}) + "\n")
@@ -272,7 +278,7 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
             target = teacher[rows, torch.from_numpy(flips.astype(np.int64))]
             lr = _lr(cfg, step, seconds)
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g["scale"]
             inp = torch.from_numpy(preprocess(x, in_spec)).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                 emb = net(inp)

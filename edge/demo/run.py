@@ -78,7 +78,7 @@ def count_visits(frames: list[ScenarioFrame], fps: float, cooldown_seconds: floa
 
 
 def run_demo(
-    embedder: str = "facenet",
+    embedder: str | None = None,
     fps: float = 10.0,
     seed: int = 0,
     unlock_seconds: float = 1.5,
@@ -86,6 +86,9 @@ def run_demo(
     on_decision: Callable[[Frame, Decision], None] | None = None,
 ) -> DemoResult:
     """Play the scenario through the daemon and print the timeline to ``out``."""
+    from ..embed import DEFAULT_EMBEDDER
+
+    embedder = embedder or DEFAULT_EMBEDDER
     write = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
     pin_mmap_threshold()  # as the daemon does: frame buffers back to the OS, no heap growth
     shots = demo_shots()

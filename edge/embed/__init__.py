@@ -15,14 +15,15 @@ from .base import Embedder, EmbedderBase, Thresholds
 
 #: Pretrained references, by name; our own networks come as bundle folders.
 REFERENCE_EMBEDDERS = ("facenet", "dlib")
-DEFAULT_EMBEDDER = "facenet"
-#: Our own network, by its family name: the shipped bundle a device should run (fastest at equal accuracy).
-#: Not the door's default until it beats the references on LFW-half (models/MODEL_CARD.md).
+#: Each of our networks by its family name -> the shipped bundle a device runs (INT8 ONNX: the fastest here).
+FAMILIES = {"facegate-mfn": "facegate-mfn-onnx-int8"}
+#: The door's network (README "Measured accuracy" and models/MODEL_CARD.md say why this one).
 OWN_NETWORK = "facegate-mfn"
-DEFAULT_BUNDLE = "facegate-mfn-onnx-int8"
+DEFAULT_BUNDLE = FAMILIES[OWN_NETWORK]
+DEFAULT_EMBEDDER = "facenet"
 
 __all__ = ["EMBEDDERS", "Embedder", "EmbedderBase", "Thresholds", "create_embedder", "resolve_bundle", "REFERENCE_EMBEDDERS",
-           "DEFAULT_EMBEDDER", "OWN_NETWORK", "DEFAULT_BUNDLE"]
+           "DEFAULT_EMBEDDER", "OWN_NETWORK", "DEFAULT_BUNDLE", "FAMILIES"]
 
 
 def _shipped_bundle(name: str) -> Path | None:
@@ -39,7 +40,7 @@ def resolve_bundle(name: str) -> Path | None:
     folder = Path(name)
     if (folder / "manifest.json").is_file():
         return folder
-    return _shipped_bundle(DEFAULT_BUNDLE if name == OWN_NETWORK else name)
+    return _shipped_bundle(FAMILIES.get(name, name))
 
 
 def _facenet(threads: int) -> Embedder:

@@ -278,7 +278,7 @@ def lfw_half_report(
 
 
 def evaluate_lfw(
-    embedder: str = "facenet",
+    embedder: str | None = None,
     root: str | Path | None = None,
     workers: int = 1,
     min_face: int = EVAL_MIN_FACE,
@@ -287,9 +287,10 @@ def evaluate_lfw(
     cache_dir: Path | None = None,
     log_fn: Callable[[str], None] | None = None,
 ) -> dict:
-    """Run the LFW-half protocol; returns the figures as one JSON-able dict."""
-    from ..embed import create_embedder
+    """Run the LFW-half protocol; returns the figures as one JSON-able dict (default: the door's embedder)."""
+    from ..embed import DEFAULT_EMBEDDER, create_embedder
 
+    embedder = embedder or DEFAULT_EMBEDDER
     t0 = time.time()
     proto: LfwProtocol = load_protocol(root)
     probe = create_embedder(embedder, threads=1)
