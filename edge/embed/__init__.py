@@ -16,11 +16,13 @@ from .base import Embedder, EmbedderBase, Thresholds
 #: Pretrained references, by name; our own networks come as bundle folders.
 REFERENCE_EMBEDDERS = ("facenet", "dlib")
 #: Each of our networks by its family name -> the shipped bundle a device runs (INT8 ONNX: the fastest here).
-FAMILIES = {"facegate-mfn": "facegate-mfn-onnx-int8"}
-#: The door's network (README "Measured accuracy" and models/MODEL_CARD.md say why this one).
-OWN_NETWORK = "facegate-mfn"
+FAMILIES = {"facegate-irn": "facegate-irn-onnx-int8", "facegate-irn-r112": "facegate-irn-r112-onnx-int8",
+            "facegate-mfn": "facegate-mfn-onnx-int8"}
+#: The door's network: the fastest of our INT8 bundles whose LFW-half figures are at least FaceNet-CASIA's
+#: at both FARs (README "Measured accuracy", models/MODEL_CARD.md).
+OWN_NETWORK = "facegate-irn"
 DEFAULT_BUNDLE = FAMILIES[OWN_NETWORK]
-DEFAULT_EMBEDDER = "facenet"
+DEFAULT_EMBEDDER = OWN_NETWORK
 
 __all__ = ["EMBEDDERS", "Embedder", "EmbedderBase", "Thresholds", "create_embedder", "resolve_bundle", "REFERENCE_EMBEDDERS",
            "DEFAULT_EMBEDDER", "OWN_NETWORK", "DEFAULT_BUNDLE", "FAMILIES"]

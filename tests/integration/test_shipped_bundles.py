@@ -1,4 +1,5 @@
-"""The four bundles shipped in models/bundles: intact, documented, and the same network in every format."""
+"""The bundles shipped in models/bundles: intact, documented, the same network in every format, and the
+door's default at least as good as FaceNet-CASIA on LFW-half."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from facegate.edge.eval.samples import sample_portrait
 from facegate.models import bundles_dir
 
 SHIPPED = ("facegate-mfn-onnx-fp32", "facegate-mfn-onnx-int8", "facegate-mfn-tflite-fp32", "facegate-mfn-tflite-int8")
+#: Every bundle in the package, whatever its family
+ALL_SHIPPED = tuple(sorted(d.name for d in bundles_dir().iterdir() if (d / "manifest.json").is_file()))
+#: FaceNet-CASIA through the same pipeline on LFW-half (README "Measured accuracy"): the default must match it
+FACENET_TAR = {"1e-3": 0.969, "1e-4": 0.863}
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", ALL_SHIPPED)
 def test_each_shipped_bundle_matches_its_sha256_and_carries_its_own_figures(name):
     manifest, model = load_bundle(bundles_dir() / name)  # refuses a file that does not match
-    assert manifest.name == name and model.stat().st_size < 4_000_000
+    assert manifest.name == name and model.stat().st_size < 30_000_000
     parity, pipeline = manifest.evaluation["parity"], manifest.evaluation["pipeline"]
     assert parity["crops"] >= 500 and 0.9 < parity["cosine_min"] <= parity["cosine_mean"] <= 1.0 + 1e-6
     assert pipeline["protocol"] == "lfw-half" and 0.5 < pipeline["accuracy_mean"] <= 1.0
@@ -49,10 +54,13 @@ def test_the_shipped_formats_give_the_same_embedding():
         assert np.linalg.norm(vectors[0] - vectors[1]) > threshold, name
 
 
-def test_our_network_by_its_family_name_is_the_int8_onnx_bundle_but_not_the_doors_default():
-    emb = create_embedder(OWN_NETWORK)
-    assert emb.name == DEFAULT_BUNDLE == "facegate-mfn-onnx-int8"
+def test_the_doors_default_is_our_int8_network_and_matches_facenet_at_both_fars():
+    emb = create_embedder(DEFAULT_EMBEDDER)
+    assert DEFAULT_EMBEDDER == OWN_NETWORK and emb.name == DEFAULT_BUNDLE == "facegate-irn-onnx-int8"
     emb.close()
-    # FaceNet stays the default until ours beats it on LFW-half (99.07 % / TAR 0.863 at 1e-4 to beat)
-    assert DEFAULT_EMBEDDER == "facenet"
-    assert load_bundle(bundles_dir() / DEFAULT_BUNDLE)[0].evaluation["pipeline"]["accuracy_mean"] < 0.9907
+    manifest = load_bundle(bundles_dir() / DEFAULT_BUNDLE)[0]
+    assert manifest.evaluation["export"]["precision"] == "int8"
+    pipeline = manifest.evaluation["pipeline"]  # its own figures, through the door's detector and runtime
+    for far, facenet in FACENET_TAR.items():
+        assert pipeline[f"tar_at_far_{far}"] >= facenet, far
+    assert manifest.evaluation["parity"]["cosine_mean"] >= 0.995

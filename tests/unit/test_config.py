@@ -35,7 +35,7 @@ def test_defaults() -> None:
     assert cfg.lock == LockConfig(type="gpio", pin=17, active_high=True, unlock_seconds=3.0, door_contact_pin=None)
     assert (cfg.policy.k, cfg.policy.n, cfg.policy.max_denied) == (2, 3, 5)
     assert cfg.match.threshold is None
-    assert cfg.embedder.name == "facenet"
+    assert cfg.embedder.name == "facegate-irn"  # our own INT8 network (the shipped default bundle)
     assert cfg.storage.gallery == "/var/lib/facegate/gallery.db"
     assert cfg.storage.save_face_images is False
     assert cfg.daemon.watchdog is True
