@@ -102,10 +102,32 @@ def _box_crop(image: np.ndarray, box: Sequence[float], margin: float, size: int)
     return crop, np.array([[sx, 0.0, -left * sx], [0.0, sy, -top * sy]])
 
 
+def _region_crop(image: np.ndarray, box: Sequence[float], margin: float,
+                 size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grown box at the frame's scale (shrunk to fit ``size`` if larger), top-left aligned, black beyond."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    left = int(np.clip(np.floor(x1 - margin * w), 0, width - 1))
+    top = int(np.clip(np.floor(y1 - margin * h), 0, height - 1))
+    right = int(np.clip(np.ceil(x2 + margin * w), left + 1, width))
+    bottom = int(np.clip(np.ceil(y2 + margin * h), top + 1, height))
+    scale = min(1.0, size / max(right - left, bottom - top))
+    matrix = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
+    if scale == 1.0:  # the frame's own pixels: no resampling
+        crop = np.zeros((size, size, image.shape[2]), image.dtype)
+        crop[:bottom - top, :right - left] = image[top:bottom, left:right]
+        return crop, matrix
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
+    return crop, matrix
+
+
 def cut_crop(image: np.ndarray, detection: Detection, spec: CropSpec = ALIGN_112) -> tuple[np.ndarray, np.ndarray]:
     """The crop ``spec`` asks for, and the 2x3 matrix mapping frame to crop pixels."""
     if spec.kind == "box":
         return _box_crop(image, detection.box, spec.margin, spec.size)
+    if spec.kind == "region":
+        return _region_crop(image, detection.box, spec.margin, spec.size)
     matrix = similarity_transform(detection.landmarks, template(spec.size, spec.face_scale))
     crop = cv2.warpAffine(image, matrix, (spec.size, spec.size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)

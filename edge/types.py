@@ -89,17 +89,19 @@ class CropSpec:
     ``face_scale`` (below 1 leaves more margin around the face; 1.0 at 112 px
     is the classic 112x112 ArcFace crop). ``kind`` "box": a square-resized
     crop of the detector's box grown by ``margin`` of its size per side,
-    clipped to the frame (FaceNet's own preprocessing).
+    clipped to the frame (FaceNet's own preprocessing). ``kind`` "region":
+    the same grown box at the frame's own scale (shrunk only to fit ``size``,
+    never stretched), for a reference that finds its own landmarks (dlib).
     """
 
-    kind: Literal["align5", "box"] = "align5"
+    kind: Literal["align5", "box", "region"] = "align5"
     size: int = 112
     face_scale: float = 1.0
     margin: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("align5", "box"):
-            raise ConfigError(f"crop.kind: expected 'align5' or 'box', got {self.kind!r}")
+        if self.kind not in ("align5", "box", "region"):
+            raise ConfigError(f"crop.kind: expected 'align5', 'box' or 'region', got {self.kind!r}")
         if isinstance(self.size, bool) or not isinstance(self.size, int) or not 16 <= self.size <= 1024:
             raise ConfigError(f"crop.size: expected an integer in 16..1024, got {self.size!r}")
         for name, lo, hi in (("face_scale", 0.25, 2.0), ("margin", 0.0, 1.0)):
@@ -109,8 +111,8 @@ class CropSpec:
                 raise ConfigError(f"crop.{name}: expected a number in {lo:g}..{hi:g}, got {value!r}")
         if self.kind == "align5" and self.margin:
             raise ConfigError("crop.margin: only for kind 'box' (align5 takes face_scale)")
-        if self.kind == "box" and self.face_scale != 1.0:
-            raise ConfigError("crop.face_scale: only for kind 'align5' (box takes margin)")
+        if self.kind != "align5" and self.face_scale != 1.0:
+            raise ConfigError(f"crop.face_scale: only for kind 'align5' ({self.kind} takes margin)")
 
 
 #: The classic aligned crop: what every shipped bundle and the training cache use.

@@ -96,14 +96,14 @@ class FaceNetEmbedder(EmbedderBase):
 
 
 CHIP = 150
-DLIB_CROP = 300  # px of the box crop handed to dlib's predictor
+DLIB_CROP = 400  # px: the frame around the box, at its own scale for faces up to 200 px
 
 
 class DlibEmbedder(EmbedderBase):
     name = "dlib"
     dim = 128
-    #: Wide enough around our box for dlib's predictor and its 25% chip padding.
-    crop = CropSpec("box", DLIB_CROP, margin=0.5)
+    #: Wide enough around our box for dlib's predictor and its 25% chip padding; never stretched.
+    crop = CropSpec("region", DLIB_CROP, margin=0.5)
 
     def __init__(self, threads: int = 1, jitters: int = 0) -> None:
         try:

@@ -295,6 +295,7 @@ def evaluate_lfw(
     proto: LfwProtocol = load_protocol(root)
     probe = create_embedder(embedder, threads=1)
     model_id, dim = probe.model_id, probe.dim
+    crop = probe.crop  # in the cache key: the same weights on another crop are another embedding
     probe.close()
     split_b = sorted(proto.split_b)
     paths_b = proto.images_of(split_b)
@@ -304,7 +305,8 @@ def evaluate_lfw(
     if official:
         extra = {str(x) for _, a, b in proto.pair_paths(tuple(range(1, 11))) for x in (a, b)}
         wanted += sorted(extra - set(wanted))
-    cache = (cache_dir or cache_root()) / f"lfw-{model_id}-min{min_face}.npz"
+    view = f"{crop.kind}{crop.size}-{crop.face_scale:g}-{crop.margin:g}"
+    cache = (cache_dir or cache_root()) / f"lfw-{model_id}-{view}-min{min_face}.npz"
     table = embed_paths(embedder, model_id, dim, wanted, cache, min_face, workers, progress)
 
     report: dict = {

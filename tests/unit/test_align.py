@@ -101,3 +101,18 @@ def test_alignment_of_grey_and_bgra_frames_after_conversion(channels):
     img = base if channels is None else np.dstack([base] * 4)
     crop = align(to_bgr(img), _detection(TEMPLATE_112, size=112))
     assert crop.image.shape == (112, 112, 3)
+
+
+def test_a_region_crop_keeps_the_frames_own_pixels_and_never_stretches():
+    from facegate.edge.align import cut_crop
+    from facegate.edge.types import CropSpec
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    face = Detection((100.0, 60.0, 160.0, 140.0), 0.99, np.zeros((5, 2), np.float32))  # 60 x 80 px
+    crop, m = cut_crop(frame, face, CropSpec("region", 200, margin=0.5))
+    # grown by half the box per side: x 70..190, y 20..180, copied pixel for pixel at the top left
+    assert crop.shape == (200, 200, 3) and np.array_equal(crop[:160, :120], frame[20:180, 70:190])
+    assert not crop[160:].any() and np.allclose(m, [[1, 0, -70], [0, 1, -20]])
+    small, m2 = cut_crop(frame, face, CropSpec("region", 80, margin=0.5))
+    assert small.shape == (80, 80, 3) and m2[0, 0] == m2[1, 1] == 0.5  # shrunk alike on both axes to fit
