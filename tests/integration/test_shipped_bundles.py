@@ -64,3 +64,14 @@ def test_the_doors_default_is_our_int8_network_and_matches_facenet_at_both_fars(
     for far, facenet in FACENET_TAR.items():
         assert pipeline[f"tar_at_far_{far}"] >= facenet, far
     assert manifest.evaluation["parity"]["cosine_mean"] >= 0.995
+
+
+@pytest.mark.parametrize("family", ["facegate-irn", "facegate-irn-r112"])
+def test_each_rungs_onnx_and_tflite_bundles_agree_and_tell_two_people_apart(family):
+    pytest.importorskip("ai_edge_litert", reason="the tflite extra")
+    names = (f"{family}-onnx-int8", f"{family}-tflite-int8")
+    e = _embed_all(names)
+    assert np.sum(e[names[0]] * e[names[1]], axis=1).min() > 0.99  # two INT8 runtimes, one network
+    for name, vectors in e.items():
+        threshold = load_bundle(bundles_dir() / name)[0].thresholds.default
+        assert np.linalg.norm(vectors[0] - vectors[1]) > threshold, name
