@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the figures in the evaluated bundle's manifest (evaluation.pipeline)")
 
     p = add("bench", cmd_bench, "per-stage latency and memory of each embedder", gallery=False, model=False)
-    p.add_argument("--embedders", dest="embedder_list", default="facenet,dlib",
+    p.add_argument("--embedders", dest="embedder_list", default="facegate-irn,facenet,dlib",
                    type=lambda s: [x for x in s.split(",") if x], help="comma-separated (default: %(default)s)")
     p.add_argument("--threads", dest="thread_list", default="1,2", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--repeats", type=int, default=20)
