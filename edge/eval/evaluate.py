@@ -20,6 +20,7 @@ import numpy as np
 from . import metrics
 from ..atomic import atomic_write, atomic_write_json
 from ..errors import ModelError
+from ..types import CropSpec
 from .lfw import EVAL_FOLDS, LfwProtocol, load_protocol, pick_central
 
 log = logging.getLogger(__name__)
@@ -277,6 +278,11 @@ def lfw_half_report(
     return report
 
 
+def cache_name(model_id: str, crop: CropSpec, min_face: int) -> str:
+    """The embedding cache's file: the same weights on another crop are another embedding."""
+    return f"lfw-{model_id}-{crop.kind}{crop.size}-{crop.face_scale:g}-{crop.margin:g}-min{min_face}.npz"
+
+
 def evaluate_lfw(
     embedder: str | None = None,
     root: str | Path | None = None,
@@ -295,7 +301,7 @@ def evaluate_lfw(
     proto: LfwProtocol = load_protocol(root)
     probe = create_embedder(embedder, threads=1)
     model_id, dim = probe.model_id, probe.dim
-    crop = probe.crop  # in the cache key: the same weights on another crop are another embedding
+    crop = probe.crop
     probe.close()
     split_b = sorted(proto.split_b)
     paths_b = proto.images_of(split_b)
@@ -305,8 +311,7 @@ def evaluate_lfw(
     if official:
         extra = {str(x) for _, a, b in proto.pair_paths(tuple(range(1, 11))) for x in (a, b)}
         wanted += sorted(extra - set(wanted))
-    view = f"{crop.kind}{crop.size}-{crop.face_scale:g}-{crop.margin:g}"
-    cache = (cache_dir or cache_root()) / f"lfw-{model_id}-{view}-min{min_face}.npz"
+    cache = (cache_dir or cache_root()) / cache_name(model_id, crop, min_face)
     table = embed_paths(embedder, model_id, dim, wanted, cache, min_face, workers, progress)
 
     report: dict = {

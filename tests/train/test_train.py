@@ -452,7 +452,8 @@ def tiny_lfw(tmp_path_factory) -> Path:
 def test_eval_report_is_evaluate_lfws(tiny_lfw, tmp_path, monkeypatch):
     """The same embeddings table gives the same figures through both entry points."""
     import facegate.edge.embed as embed_pkg
-    from facegate.edge.eval.evaluate import evaluate_lfw
+    from facegate.edge.eval.evaluate import cache_name, evaluate_lfw
+    from facegate.edge.types import ALIGN_112
 
     proto = load_protocol(tiny_lfw)
     abs_paths = proto.images_of(sorted(proto.split_b))
@@ -465,13 +466,13 @@ def test_eval_report_is_evaluate_lfws(tiny_lfw, tmp_path, monkeypatch):
     ours = eval_report(es, vectors, "stub-model")
 
     class Stub:
-        model_id, dim = "stub-model", 16
+        model_id, dim, crop = "stub-model", 16, ALIGN_112
 
         def close(self) -> None:
             pass
 
     monkeypatch.setattr(embed_pkg, "create_embedder", lambda *a, **k: Stub())
-    np.savez(tmp_path / "lfw-stub-model-min40.npz", paths=np.array([str(p) for p in abs_paths]), vectors=vectors,
+    np.savez(tmp_path / cache_name("stub-model", ALIGN_112, 40), paths=np.array([str(p) for p in abs_paths]), vectors=vectors,
              ok=ok, model_id=np.array("stub-model"))
     theirs = evaluate_lfw("stub", root=tiny_lfw, progress=False, cache_dir=tmp_path)
     shared = set(ours) & set(theirs) - {"seconds"}
