@@ -42,7 +42,7 @@ from facegate.edge.errors import FacegateError
 from . import losses as L
 from .data import preprocess
 from .evalset import binary_head_report, eval_report, load_eval_set
-from .irn import IRNConfig, InceptionResNetV1, input_spec, select_blocks
+from .irn import FULL_REPEATS, IRNConfig, InceptionResNetV1, input_spec, select_blocks
 from .network import BinaryHead
 from .viewcache import load_view_cache
 from .views import spec_dict
@@ -127,9 +127,11 @@ def _initial_state(cfg: LadderConfig) -> dict[str, torch.Tensor]:
         return select_blocks(load_facenet().state_dict(), cfg.irn)
     ckpt = load_ladder_checkpoint(cfg.init_from)
     src = IRNConfig.from_dict(ckpt["irn"])
-    if src.repeats != cfg.irn.repeats:
-        raise LadderError(f"init_from {cfg.init_from}: repeats {src.repeats}, the recipe's {cfg.irn.repeats}")
-    return ckpt["state"]
+    if src.repeats == cfg.irn.repeats:
+        return ckpt["state"]
+    if src.repeats == FULL_REPEATS:  # a fine-tuned full network: take its blocks as from FaceNet's
+        return select_blocks(ckpt["state"], cfg.irn)
+    raise LadderError(f"init_from {cfg.init_from}: repeats {src.repeats}, the recipe's {cfg.irn.repeats}")
 
 
 def load_ladder_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -102,3 +102,14 @@ def test_a_rung_exports_to_bundles_that_cut_its_own_crop(tiny, tmp_path):
         assert embedder.crop == SPEC
     finally:
         embedder.close()
+
+
+def test_a_rung_can_take_its_blocks_from_a_fine_tuned_full_network(tiny, tmp_path):
+    train_rung(_cfg(tiny, tmp_path / "full", repeats=(5, 10, 5), max_steps=1))
+    full = load_ladder_checkpoint(tmp_path / "full")["state"]
+    train_rung(_cfg(tiny, tmp_path / "rung", init_from=str(tmp_path / "full"), max_steps=0))
+    rung = load_ladder_checkpoint(tmp_path / "rung")["state"]
+    assert torch.equal(rung["repeat35.0.up.weight"], full["repeat35.4.up.weight"])  # the full run's last block35
+    assert torch.equal(rung["stem.0.0.weight"], full["stem.0.0.weight"])
+    with pytest.raises(LadderError, match="repeats"):
+        train_rung(_cfg(tiny, tmp_path / "bad", repeats=(2, 2, 2), init_from=str(tmp_path / "rung"), max_steps=0))
