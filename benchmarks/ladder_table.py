@@ -42,7 +42,8 @@ def main() -> None:
         pipe = m.evaluation.get("pipeline", {})
         ms = embed_ms.get(m.model_id, embed_ms.get(name, embed_ms.get(m.name)))
         acc = f"{100 * pipe['accuracy_mean']:.2f} ± {100 * pipe['accuracy_std']:.2f} %" if pipe else "not run"
-        print(f"| {m.name} | {net.get('parameters', 0) / 1e6:.2f} M | {net.get('gflops', float('nan')):.2f} | "
+        size = f"{net['parameters'] / 1e6:.2f} M | {net['gflops']:.2f}" if net else "not recorded | not recorded"
+        print(f"| {m.name} | {size} | "
               f"{m.input.crop.kind} {m.input.size} px | {f'{ms:.2f}' if ms else 'not run'} | {acc} | "
               f"{pipe.get('tar_at_far_1e-3', float('nan')):.3f} | {pipe.get('tar_at_far_1e-4', float('nan')):.3f} | "
               f"{m.evaluation.get('parity', {}).get('cosine_mean', float('nan')):.4f} |")

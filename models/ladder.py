@@ -28,13 +28,12 @@ import os
 import signal
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from facegate.edge.atomic import atomic_write
 from facegate.edge.errors import FacegateError
