@@ -16,18 +16,11 @@ import numpy as np
 import torch
 
 from facegate.edge.embed.bundle import InputSpec
+from facegate.models.cli import parse_view
 from facegate.models.data import preprocess
 from facegate.models.evalset import eval_report, load_eval_set
 from facegate.models.facenet_import import load_facenet
 from facegate.models.irn import IRNConfig, InceptionResNetV1, select_blocks
-from facegate.edge.types import CropSpec
-
-
-def parse_view(text: str) -> CropSpec:
-    kind, size, extra = text.split(":")
-    if kind == "box":
-        return CropSpec("box", int(size), margin=float(extra))
-    return CropSpec("align5", int(size), face_scale=float(extra))
 
 
 @torch.no_grad()

@@ -149,7 +149,8 @@ def cmd_import_facenet(args: argparse.Namespace) -> int:
     return 0
 
 
-def _view(text: str) -> Any:
+def parse_view(text: str) -> Any:
+    """A crop spec from ``align5:SIZE:FACE_SCALE`` or ``box:SIZE:MARGIN``."""
     from facegate.edge.types import CropSpec
 
     try:
@@ -255,8 +256,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                      "and FaceNet's embedding of the teacher's view and its mirror. Resumable.")
     p.add_argument("--cache", type=Path, required=True, help="prepared training cache")
     p.add_argument("--out", type=Path, required=True, help="view cache folder")
-    p.add_argument("--teacher-view", type=_view, default="align5:160:1.0", help="default: %(default)s")
-    p.add_argument("--student-views", type=_view, nargs="*", default=[], help="e.g. align5:112:1.0")
+    p.add_argument("--teacher-view", type=parse_view, default="box:160:0.125", help="default: %(default)s")
+    p.add_argument("--student-views", type=parse_view, nargs="*", default=[], help="e.g. box:112:0.125")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_views)
 
