@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from facegate.edge.errors import BackendUnavailable
+from facegate.edge.errors import BackendUnavailable, FacegateError
 
 TRAIN_EXTRA_HINT = "pip install 'facegate[train]'"
 
@@ -108,8 +108,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     require_torch()
     _verbose_logging()
     from .evaluate import evaluate_checkpoint
+    from .ladder import evaluate_ladder_checkpoint, is_ladder_checkpoint, load_ladder_checkpoint
 
-    report = evaluate_checkpoint(args.checkpoint, args.eval_cache, threads=args.threads)
+    if is_ladder_checkpoint(args.checkpoint):  # a ladder rung: its own crop, its own evaluation set
+        folder = args.eval_cache or load_ladder_checkpoint(args.checkpoint)["config"].get("eval_set")
+        if not folder:
+            raise FacegateError("no evaluation set: pass --eval-cache (build one with facegate train eval-set)")
+        report = evaluate_ladder_checkpoint(args.checkpoint, folder, threads=args.threads)
+    else:
+        report = evaluate_checkpoint(args.checkpoint, args.eval_cache, threads=args.threads)
     if args.json:
         print(json.dumps(report))
     else:

@@ -21,6 +21,7 @@ metrics as JSON lines.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -60,7 +61,7 @@ class LadderConfig:
     """One rung's recipe (``models/recipes/irn_*.toml``)."""
 
     views: str = "../cache/views"
-    eval_set: str = "../cache/eval_lfw_b"
+    eval_set: str = "../cache/eval_lfw_b"  # "" = no LFW evaluation in the run (a machine without the data)
     out: str = "../runs/irn"
     name: str = "facegate-irn"
     repeats: tuple[int, int, int] = (5, 10, 5)
@@ -87,6 +88,10 @@ class LadderConfig:
     threads: int = 2
     seed: int = 0
     bf16: bool = True
+    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+    teacher: str = ""  # "": the view cache's teacher.npy; else "facenet" or a ladder run, run online
+    augment: bool = False  # online teacher only: jitter, light, blur, grey (facegate.models.online)
+    holdout_people: float = 0.0  # share of people kept out of training: the student's cosine to the teacher on them
 
     def __post_init__(self) -> None:
         if self.p < 2 or self.k < 2:
@@ -94,6 +99,13 @@ class LadderConfig:
         if self.max_minutes <= 0 or self.lr <= 0:
             raise LadderError("max_minutes and lr must be positive")
         IRNConfig(tuple(self.repeats), self.input_size)  # validates the shape
+        if self.augment and not self.teacher:
+            raise LadderError("augment needs an online teacher (teacher = a ladder run or \"facenet\"): "
+                              "the cached targets are for the plain and mirrored view only")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise LadderError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if not 0.0 <= self.holdout_people < 0.5:
+            raise LadderError("holdout_people must be in [0, 0.5)")
 
     @property
     def irn(self) -> IRNConfig:
@@ -145,6 +157,24 @@ def load_ladder_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def load_teacher(source: str) -> InceptionResNetV1:
+    """The online teacher: FaceNet itself, or a ladder run's network (frozen, in eval mode)."""
+    from .facenet_import import load_facenet
+
+    net = load_facenet() if source == "facenet" else net_from_checkpoint(load_ladder_checkpoint(source))
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LadderError("device = \"cuda\" but torch sees no CUDA device")
+    return torch.device(name)
+
+
 def net_from_checkpoint(ckpt: dict[str, Any]) -> InceptionResNetV1:
     net = InceptionResNetV1(IRNConfig.from_dict(ckpt["irn"]))
     net.load_state_dict(ckpt["state"])
@@ -152,11 +182,20 @@ def net_from_checkpoint(ckpt: dict[str, Any]) -> InceptionResNetV1:
 
 
 class _Batches:
-    """P x K labelled faces plus ``extra`` random faces, drawn from (seed, step)."""
+    """P x K labelled faces plus ``extra`` random faces, drawn from (seed, step).
+
+    ``holdout_people`` of the people (drawn from the seed alone) never enter a
+    batch: :attr:`holdout` lists their faces.
+    """
 
     def __init__(self, labels: np.ndarray, ok: np.ndarray, cfg: LadderConfig) -> None:
         self.cfg = cfg
-        self.pool = np.flatnonzero(ok)
+        pool = np.flatnonzero(ok)
+        people = np.unique(labels[pool])
+        n_out = int(round(cfg.holdout_people * len(people)))
+        out = set(np.random.default_rng([cfg.seed, 7]).choice(people, n_out, replace=False).tolist()) if n_out else set()
+        held = np.isin(labels[pool], list(out)) if out else np.zeros(len(pool), bool)
+        self.holdout, self.pool = pool[held], pool[~held]
         by_person: dict[int, list[int]] = {}
         for i in self.pool:
             by_person.setdefault(int(labels[i]), []).append(int(i))
@@ -178,20 +217,60 @@ class _Batches:
         return rows, labels, flips, len(idx)
 
 
-def _evaluate(net: InceptionResNetV1, crops: np.ndarray, es: Any, rows: np.ndarray, model_id: str,
-              head: BinaryHead | None = None) -> dict[str, Any]:
+@torch.no_grad()
+def _embed(net: InceptionResNetV1, crops: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device,
+           batch: int = 64) -> np.ndarray:
+    """Plain (unaugmented) embeddings of ``crops[rows]`` at the network's input size."""
+    from .online import network_input, plain
+
     net.eval()
-    spec = input_spec(net.config.input_size)
+    out = np.zeros((len(rows), net.embedding_dim), np.float32)
+    for s in range(0, len(rows), batch):
+        r = rows[s:s + batch]
+        x = crops[torch.as_tensor(r, device=crops.device)] if isinstance(crops, torch.Tensor) else \
+            torch.from_numpy(np.ascontiguousarray(crops[r])).to(device)
+        out[s:s + batch] = net(network_input(plain(x), net.config.input_size)).float().cpu().numpy()
+    return out
+
+
+def _evaluate(net: InceptionResNetV1, crops: np.ndarray, es: Any, rows: np.ndarray, model_id: str,
+              device: torch.device, head: BinaryHead | None = None) -> dict[str, Any]:
     out = np.zeros((len(crops), net.embedding_dim), np.float32)
-    with torch.no_grad():
-        for s in range(0, len(rows), 64):
-            r = rows[s:s + 64]
-            out[r] = net(torch.from_numpy(preprocess(crops[r], spec))).numpy()
+    out[rows] = _embed(net, crops, rows, device)
     rep = eval_report(es, out, model_id)
     if head is not None:
-        w = head.linear.weight.detach().numpy().reshape(-1)
+        w = head.linear.weight.detach().float().cpu().numpy().reshape(-1)
         rep.update(binary_head_report(es, out, w, float(head.linear.bias.detach()[0])))
     return {k: v for k, v in json.loads(json.dumps(rep)).items() if isinstance(v, (int, float, str))}
+
+
+def is_ladder_checkpoint(path: str | Path) -> bool:
+    path = Path(path)
+    path = path / CHECKPOINT if path.is_dir() else path
+    if not path.is_file():
+        return False
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True).get("format") == FORMAT
+    except Exception:  # noqa: BLE001 - anything else is simply not ours
+        return False
+
+
+def evaluate_ladder_checkpoint(path: str | Path, eval_set: str | Path, threads: int | None = None) -> dict[str, Any]:
+    """LFW-half figures of a rung's network (and head) on the faces of its own crop, on the CPU."""
+    from facegate.edge.types import CropSpec
+
+    if threads:
+        torch.set_num_threads(threads)
+    ckpt = load_ladder_checkpoint(path)
+    net = net_from_checkpoint(ckpt)
+    head = None
+    if ckpt.get("head"):
+        head = BinaryHead(net.embedding_dim)
+        head.load_state_dict({k: v.float() for k, v in ckpt["head"].items()})
+    es = load_eval_set(eval_set)
+    name = ckpt.get("config", {}).get("name", "ladder")
+    return _evaluate(net, es.views(CropSpec(**ckpt["crop"])), es, np.flatnonzero(es.ok),
+                     f"{name}@{ckpt.get('step', 0)}", torch.device("cpu"), head)
 
 
 def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
@@ -199,16 +278,30 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
 
     ``stop_at``: end (with a checkpoint) at this step, as an interruption would.
     """
+    from .online import OnlineAugment, augment, network_input, plain
+
     torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     out = Path(os.path.expandvars(cfg.out)).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT
     vc = load_view_cache(cfg.views)
-    if cfg.input_size not in vc.specs:
-        raise LadderError(f"{cfg.views} has no {cfg.input_size} px view (has {sorted(vc.specs)})")
-    spec = vc.specs[cfg.input_size]
-    crops = np.asarray(vc.crops(cfg.input_size))
-    teacher = torch.from_numpy(vc.teacher)
+    online = load_teacher(cfg.teacher).to(device).to(memory_format=torch.channels_last) if cfg.teacher else None
+    if online is None:
+        if vc.teacher is None:
+            raise LadderError(f"{cfg.views} has no teacher.npy: set teacher (a ladder run or \"facenet\")")
+        if cfg.input_size not in vc.specs:
+            raise LadderError(f"{cfg.views} has no {cfg.input_size} px view (has {sorted(vc.specs)})")
+        spec, source = vc.specs[cfg.input_size], cfg.input_size
+        teacher = torch.from_numpy(vc.teacher).to(device)
+    else:  # the teacher's view; a smaller student gets it resized, as the door cuts its own size
+        source = vc.teacher_spec.size
+        spec = dataclasses.replace(vc.teacher_spec, size=cfg.input_size)
+        if source < cfg.input_size:
+            raise LadderError(f"the teacher's view is {source} px, smaller than the rung's {cfg.input_size}")
+    crops = torch.from_numpy(np.ascontiguousarray(vc.crops(source))).to(device)
     net = InceptionResNetV1(cfg.irn)
     head = BinaryHead(cfg.irn.embedding_dim) if cfg.binary_head > 0 else None
     params = [p for n, p in net.named_parameters() if not (cfg.freeze_stem and n.startswith("stem."))]
@@ -216,8 +309,8 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
               {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0, "scale": 1.0}]
     if head is not None:
         groups.append({"params": list(head.parameters()), "weight_decay": 0.0, "scale": cfg.head_lr / cfg.lr})
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     step, seconds, evals = 0, 0.0, []
+    ckpt = None
     if ckpt_path.is_file():
         if not resume:
             raise LadderError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out")
@@ -225,87 +318,111 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
         net.load_state_dict(ckpt["state"])
         if head is not None and ckpt.get("head") is not None:
             head.load_state_dict(ckpt["head"])
-        opt.load_state_dict(ckpt["optimizer"])
         step, seconds, evals = int(ckpt["step"]), float(ckpt["seconds"]), list(ckpt["evals"])
         log.info("resuming %s at step %d (%.1f min)", out, step, seconds / 60)
     else:
         net.load_state_dict(_initial_state(cfg))
+    net.to(device).to(memory_format=torch.channels_last)
+    if head is not None:
+        head.to(device)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["optimizer"])
     if cfg.freeze_stem:
         for p in net.stem.parameters():
             p.requires_grad_(False)
-    es = load_eval_set(cfg.eval_set)
-    eval_rows = np.flatnonzero(es.ok)
-    eval_crops = es.views(spec)
+    es = load_eval_set(cfg.eval_set) if cfg.eval_set else None
+    eval_rows = np.flatnonzero(es.ok) if es is not None else None
+    eval_crops = es.views(spec) if es is not None else None
     batches = _Batches(vc.labels, vc.ok, cfg)
     schedule = LrSchedule(cfg.lr, cfg.warmup_steps, cfg.max_steps, 60 * cfg.max_minutes,
                           min_ratio=cfg.min_lr_ratio)
-    in_spec = input_spec(cfg.input_size)
+    aug = OnlineAugment()
     metrics = open(out / METRICS, "a")
     stop = {"flag": False}
     old = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
 
     def save() -> None:
+        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         atomic_write(ckpt_path, lambda f: torch.save({
             "format": FORMAT, "config": asdict(cfg), "irn": cfg.irn.to_dict(), "crop": spec_dict(spec),
-            "state": net.state_dict(), "head": head.state_dict() if head is not None else None,
+            "state": state, "head": ({k: v.cpu() for k, v in head.state_dict().items()} if head is not None
+                                     else None),
             "optimizer": opt.state_dict(), "step": step, "seconds": seconds, "evals": evals}, f))
 
     def evaluate() -> None:
-        rep = _evaluate(net, eval_crops, es, eval_rows, f"{cfg.name}@{step}", head)
+        rep: dict[str, Any] = {}
+        if es is not None:
+            rep = _evaluate(net, eval_crops, es, eval_rows, f"{cfg.name}@{step}", device, head)
+        if len(batches.holdout):  # how far the student is from the teacher on people it never saw
+            s_emb = _embed(net, crops, batches.holdout, device)
+            t_emb = (_embed(online, crops, batches.holdout, device) if online is not None
+                     else vc.teacher[batches.holdout, 0])
+            rep["holdout_cosine"] = float(np.mean(np.sum(s_emb * t_emb, axis=1)))
+            rep["holdout_faces"] = int(len(batches.holdout))
         rep.update(step=step, minutes=round(seconds / 60, 2))
         evals.append(rep)
         metrics.write(json.dumps({"eval": rep}) + "\n")
         metrics.flush()
-        log.info("step %d (%.1f min): acc %.4f tar@1e-3 %.3f tar@1e-4 %.3f", step, seconds / 60,
-                 rep["accuracy_mean"], rep["tar_at_far_1e-3"], rep["tar_at_far_1e-4"])
+        log.info("step %d (%.1f min): %s", step, seconds / 60,
+                 " ".join(f"{k} {v:.4f}" for k, v in rep.items() if isinstance(v, float) and k.startswith(
+                     ("accuracy_mean", "tar_at", "holdout_cosine"))))
 
     if not evals and cfg.eval_at_start:
         evaluate()
         save()
     last_ckpt = last_eval = seconds
-    amp = cfg.bf16 and torch.backends.mkldnn.is_available()
+    amp = cfg.bf16 and (device.type == "cuda" or torch.backends.mkldnn.is_available())
     try:
         while (step < min(cfg.max_steps, stop_at or cfg.max_steps) and seconds < 60 * cfg.max_minutes
                and not stop["flag"]):
             t0 = time.time()
             net.train()
             rows, labels, flips, n_pk = batches(step)
-            x = crops[rows]
-            x = np.where(flips[:, None, None, None], x[:, :, ::-1], x)
-            target = teacher[rows, torch.from_numpy(flips.astype(np.int64))]
+            x = crops[torch.from_numpy(rows).to(device)]
+            flip_t = torch.from_numpy(flips).to(device)
+            if online is None:
+                inp = network_input(plain(x, flip_t), cfg.input_size)
+                target = teacher[torch.from_numpy(rows).to(device), flip_t.long()]
+            else:
+                gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
+                view = augment(x, flip_t, gen, aug) if cfg.augment else plain(x, flip_t)
+                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    target = online(network_input(view, source)).float()
+                inp = network_input(view, cfg.input_size)
             lr = schedule.lr_at(step, seconds)
             for g in opt.param_groups:
                 g["lr"] = lr * g["scale"]
-            inp = torch.from_numpy(preprocess(x, in_spec)).contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 emb = net(inp)
             emb = emb.float()
             total = cfg.distill * L.embedding_distillation(emb, target)
-            terms = {"distill": float(total.detach()) / max(cfg.distill, 1e-12)}
-            lab = torch.from_numpy(labels[:n_pk])
+            terms = {"distill": total.detach() / max(cfg.distill, 1e-12)}
+            lab = torch.from_numpy(labels[:n_pk]).to(device)
             pk = emb[:n_pk]
             if cfg.triplet > 0:
                 trip = L.semi_hard_triplets(pk, lab, cfg.margin)
                 loss = L.triplet_loss_from_indices(pk, trip, cfg.margin)
                 total = total + cfg.triplet * loss
-                terms["triplet"] = float(loss.detach())
+                terms["triplet"] = loss.detach()
             if head is not None:
-                gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-                i, j, same = L.balanced_pairs(lab, gen)
+                gen_cpu = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+                i, j, same = L.balanced_pairs(lab, gen_cpu)
                 loss = L.binary_head_loss(head.logits(pk[i].detach(), pk[j].detach()), same)
                 total = total + cfg.binary_head * loss
-                terms["binary_head"] = float(loss.detach())
+                terms["binary_head"] = loss.detach()
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
             step += 1
-            seconds += time.time() - t0
+            seconds += time.time() - t0  # consecutive steps: the sum is the wall time, queued GPU work too
             if step % 10 == 0:
-                metrics.write(json.dumps({"step": step, "minutes": round(seconds / 60, 2), "lr": lr, **terms}) + "\n")
+                metrics.write(json.dumps({"step": step, "minutes": round(seconds / 60, 2), "lr": lr,
+                                          **{k: float(v) for k, v in terms.items()}}) + "\n")
                 metrics.flush()
             if step % 50 == 0:
                 log.info("step %d %.1f min lr %.2e %s", step, seconds / 60, lr,
-                         " ".join(f"{k} {v:.4f}" for k, v in terms.items()))
+                         " ".join(f"{k} {float(v):.4f}" for k, v in terms.items()))
             if seconds - last_eval >= 60 * cfg.eval_every_minutes:
                 evaluate()
                 last_eval = seconds

@@ -52,8 +52,9 @@ class ViewCache:
     folder: Path
     labels: np.ndarray
     ok: np.ndarray
-    teacher: np.ndarray  # float32 (N, 2, dim): the teacher's view, then its mirror
+    teacher: np.ndarray | None  # float32 (N, 2, dim): the teacher's view, then its mirror (None: online only)
     specs: dict[int, CropSpec]
+    teacher_spec: CropSpec
 
     def crops(self, size: int) -> np.ndarray:
         return np.load(self.folder / f"crops_{size}.npy", mmap_mode="r")
@@ -136,15 +137,19 @@ def build_view_cache(prepared_folder: str | Path, out: str | Path, teacher_spec:
 
 
 def write_view_cache(folder: str | Path, crops: dict[CropSpec, np.ndarray], labels: np.ndarray, ok: np.ndarray,
-                     teacher: np.ndarray, teacher_spec: CropSpec) -> Path:
-    """A complete view cache from in-memory arrays (tests, or views made elsewhere)."""
+                     teacher: np.ndarray | None, teacher_spec: CropSpec) -> Path:
+    """A complete view cache from in-memory arrays (tests, or views made elsewhere).
+
+    ``teacher`` None: no cached targets; only an online teacher can use it.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for spec, array in crops.items():
         np.save(folder / f"crops_{spec.size}.npy", np.asarray(array, np.uint8))
     np.save(folder / "labels.npy", np.asarray(labels))
     np.save(folder / "ok.npy", np.asarray(ok, bool))
-    np.save(folder / "teacher.npy", np.asarray(teacher, np.float32))
+    if teacher is not None:
+        np.save(folder / "teacher.npy", np.asarray(teacher, np.float32))
     atomic_write_json(folder / META, {"teacher_view": spec_dict(teacher_spec),
                                       "student_views": [spec_dict(s) for s in crops if s != teacher_spec],
                                       "faces": int(np.count_nonzero(ok))})
@@ -157,5 +162,6 @@ def load_view_cache(folder: str | Path) -> ViewCache:
         raise ViewCacheError(f"{folder}: not a complete view cache (no {META}); run facegate train views")
     meta = json.loads((folder / META).read_text())
     specs = {d["size"]: CropSpec(**d) for d in [meta["teacher_view"], *meta["student_views"]]}
-    return ViewCache(folder, np.load(folder / "labels.npy"), np.load(folder / "ok.npy"),
-                     np.load(folder / "teacher.npy"), specs)
+    teacher = np.load(folder / "teacher.npy") if (folder / "teacher.npy").is_file() else None
+    return ViewCache(folder, np.load(folder / "labels.npy"), np.load(folder / "ok.npy"), teacher, specs,
+                     CropSpec(**meta["teacher_view"]))
