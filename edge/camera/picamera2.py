@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,73 @@ PICAMERA2_HINT = (
     "`sudo apt install python3-picamera2` (it is not usable from PyPI) and create "
     "the virtualenv with `python3 -m venv --system-site-packages` so it can see it"
 )
+
+#: where Debian and Raspberry Pi OS keep apt's Python packages
+SYSTEM_SITE = "/usr/lib/python3/dist-packages"
+
+#: what an extension built against one numpy says when it meets another
+_NUMPY_ABI_SIGNS = ("numpy.dtype size changed", "numpy.core.multiarray failed to import",
+                    "_ARRAY_API not found", "compiled using NumPy 1.x cannot be run",
+                    "numpy.core._multiarray_umath failed to import", "binary incompatibility")
+
+
+def _loaded_numpy() -> str:
+    """Which numpy this process imported: version and folder (the venv's or apt's)."""
+    try:
+        import numpy
+    except Exception as exc:  # noqa: BLE001 - only used to explain another failure
+        return f"numpy itself fails to import ({exc})"
+    return f"numpy {numpy.__version__} from {Path(numpy.__file__).parent.parent}"
+
+
+def picamera2_import_hint(exc: BaseException) -> str:
+    """One line that says why ``import picamera2`` failed and what to do about it.
+
+    picamera2 and its compiled helpers (simplejpeg, libcamera's bindings) come
+    from apt, built against apt's numpy; the usual failure on a Pi is a newer
+    numpy that pip put into the venv in front of it ("numpy.dtype size changed").
+    """
+    text = f"{type(exc).__name__}: {exc}".strip()
+    chain = " ".join(f"{type(e).__name__}: {e}" for e in _exception_chain(exc))
+    if isinstance(exc, ModuleNotFoundError) and exc.name == "picamera2":
+        return PICAMERA2_HINT
+    if any(sign in chain for sign in _NUMPY_ABI_SIGNS):
+        numpy_here = _loaded_numpy()
+        shadowed = SYSTEM_SITE not in numpy_here
+        fix = ("remove the venv's own numpy so apt's is used again: `VENV/bin/pip uninstall numpy`, then "
+               "reinstall with `VENV/bin/pip install -c constraints/RELEASE.txt '.[pi]'` (README, Install on a "
+               "Raspberry Pi)") if shadowed else (
+               "apt's packages disagree with each other: `sudo apt update && sudo apt full-upgrade`")
+        return (f"picamera2 cannot be imported: it was built against apt's numpy, but this process runs "
+                f"{numpy_here} ({text.splitlines()[0]}); {fix}")
+    if isinstance(exc, ImportError):
+        return (f"picamera2 is installed but one of its parts cannot be imported ({text.splitlines()[0]}): "
+                "`sudo apt install --reinstall python3-picamera2 python3-libcamera`, and make sure the venv was "
+                "created with --system-site-packages")
+    return (f"picamera2 fails while importing ({text.splitlines()[0]}): check "
+            "`/usr/bin/python3 -c 'import picamera2'` outside the venv; if that fails too, "
+            "`sudo apt install --reinstall python3-picamera2`")
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def import_picamera2() -> Any:
+    """The ``Picamera2`` class, or :class:`BackendUnavailable` with one line that says what to do.
+
+    Any exception counts: a numpy ABI mismatch raises ValueError or
+    AttributeError from inside picamera2's imports, not ImportError.
+    """
+    try:
+        from picamera2 import Picamera2  # type: ignore[import-not-found]
+    except Exception as exc:  # noqa: BLE001 - every import failure gets the same clear message
+        raise BackendUnavailable(picamera2_import_hint(exc)) from exc
+    return Picamera2
 
 
 def lores_to_bgr(yuv: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -56,10 +124,7 @@ class Picamera2Source(_BaseSource):
         self._cam: Any = None
 
     def _open(self) -> None:
-        try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise BackendUnavailable(PICAMERA2_HINT) from exc
+        Picamera2 = import_picamera2()
         try:
             cam = Picamera2(self.camera_num)
         except Exception as exc:  # IndexError/RuntimeError when no camera is attached
