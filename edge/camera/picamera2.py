@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,10 @@ def picamera2_import_hint(exc: BaseException) -> str:
     if any(sign in chain for sign in _NUMPY_ABI_SIGNS):
         numpy_here = _loaded_numpy()
         shadowed = SYSTEM_SITE not in numpy_here
-        fix = ("remove the venv's own numpy so apt's is used again: `VENV/bin/pip uninstall numpy`, then "
-               "reinstall with `VENV/bin/pip install -c constraints/RELEASE.txt '.[pi]'` (README, Install on a "
-               "Raspberry Pi)") if shadowed else (
+        venv, release = sys.prefix, _os_release()
+        fix = (f"remove the venv's own numpy so apt's is used again: `{venv}/bin/pip uninstall numpy`, then "
+               f"reinstall with `{venv}/bin/pip install -c constraints/{release}.txt '.[pi]'` from the source "
+               "folder (README, Install on a Raspberry Pi)") if shadowed else (
                "apt's packages disagree with each other: `sudo apt update && sudo apt full-upgrade`")
         return (f"picamera2 cannot be imported: it was built against apt's numpy, but this process runs "
                 f"{numpy_here} ({text.splitlines()[0]}); {fix}")
@@ -65,6 +67,18 @@ def picamera2_import_hint(exc: BaseException) -> str:
     return (f"picamera2 fails while importing ({text.splitlines()[0]}): check "
             "`/usr/bin/python3 -c 'import picamera2'` outside the venv; if that fails too, "
             "`sudo apt install --reinstall python3-picamera2`")
+
+
+def _os_release() -> str:
+    """The Debian codename a constraints file is named after (``bookworm``, ``trixie``), else ``RELEASE``."""
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return "RELEASE"
+    for line in text.splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.partition("=")[2].strip().strip('"') or "RELEASE"
+    return "RELEASE"
 
 
 def _exception_chain(exc: BaseException) -> list[BaseException]:

@@ -26,7 +26,8 @@ from ..service.memory import pin_mmap_threshold
 from ..gallery import Gallery
 from ..lock import LogLock
 from ..recognition import enroll
-from ..eval.samples import sample_portrait
+from ..errors import BackendUnavailable
+from ..eval.samples import PORTRAITS, portrait_path, sample_portrait
 from .scenario import ScenarioFrame, demo_shots, iter_shots
 from ..types import Decision, Frame
 
@@ -77,6 +78,20 @@ def count_visits(frames: list[ScenarioFrame], fps: float, cooldown_seconds: floa
     return visits
 
 
+def require_portraits() -> None:
+    """Fail before any model loads when the demo's portraits are not installed (the ``demo`` extra)."""
+    missing = []
+    for name in PORTRAITS:
+        try:
+            portrait_path(name)
+        except BackendUnavailable:
+            missing.append(PORTRAITS[name][2])
+    if missing:
+        raise BackendUnavailable(
+            f"facegate demo needs its public-domain portraits, which ship inside {' and '.join(missing)}: "
+            "pip install 'facegate[demo]' (from a clone: pip install -e '.[demo]'); the door itself does not need them")
+
+
 def run_demo(
     embedder: str | None = None,
     fps: float = 10.0,
@@ -87,6 +102,8 @@ def run_demo(
 ) -> DemoResult:
     """Play the scenario through the daemon and print the timeline to ``out``."""
     from ..embed import DEFAULT_EMBEDDER
+
+    require_portraits()
 
     embedder = embedder or DEFAULT_EMBEDDER
     write = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)

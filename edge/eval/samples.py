@@ -28,7 +28,8 @@ def portrait_path(name: str) -> Path:
         raise ValueError(f"unknown portrait {name!r}; known: {', '.join(PORTRAITS)}") from None
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailable(f"the {name} portrait comes with {requirement}: pip install 'facegate[edge]'")
+        raise BackendUnavailable(f"the {name} portrait comes with {requirement}, which the door itself does not "
+                                 f"need: pip install 'facegate[demo]' (or pip install {requirement})")
     path = Path(list(spec.submodule_search_locations)[0]) / rel
     if not path.is_file():
         raise BackendUnavailable(f"{path}: missing from the installed {requirement}")
