@@ -21,7 +21,7 @@ LFW_DIR = LFW / "lfw-deepfunneled"
 def _sample(package: str, relpath: str) -> np.ndarray:
     """A public-domain portrait shipped inside an installed package, as BGR."""
     if importlib.util.find_spec(package) is None:
-        pytest.skip(f"{package} not installed (pip install facegate[edge])")
+        pytest.skip(f"{package} not installed (pip install facegate[demo])")
     return load_image(files(package) / relpath)
 
 

@@ -164,3 +164,21 @@ def test_the_recorded_system_check_passed_for_both_releases_with_apts_numpy():
                            "to run benchmarks/pi_check.py --system-packages bookworm,trixie")
 def test_the_system_packages_check_passes_now(pi_check):
     assert pi_check.main(["--system-packages", "bookworm,trixie", "--no-control"]) == 0
+
+
+@pytest.mark.parametrize("release", ["target", "bookworm", "trixie"])
+def test_wheels_are_fetched_for_each_releases_python_glibc_and_constraints(pi_check, tmp_path, monkeypatch, release):
+    rel = pi_check.TARGET if release == "target" else pi_check.SYSTEM_RELEASES[release]
+    check = pi_check.PiCheck(tmp_path, ("pi",), release=rel)
+    seen = []
+    monkeypatch.setattr(pi_check, "run", lambda cmd, **kw: seen.append([str(c) for c in cmd]))
+    check._pip_download("numpy>=1.24")
+    (cmd,) = seen
+    abi = "cp" + rel.python.replace(".", "")
+    assert cmd[cmd.index("--python-version") + 1] == rel.python and cmd[cmd.index("--abi") + 1] == abi
+    assert f"manylinux_2_{rel.glibc[1]}_aarch64" in cmd and f"manylinux_2_{rel.glibc[1] + 1}_aarch64" not in cmd
+    if release == "target":  # the --target wheel check: no constraints, its own folders
+        assert "-c" not in cmd and check.sysroot.name == "sysroot-bookworm-arm64" and check.wheels.name == "wheels"
+    else:
+        assert cmd[cmd.index("-c") + 1].endswith(f"constraints/{release}.txt")
+        assert check.sysroot.name == f"sysroot-{release}-arm64-system" and check.python.name == f"python{rel.python}"
