@@ -5,7 +5,7 @@
 
 Not part of CI (it downloads ~330 MB, fills ~1 GB and emulates a CPU; about 4
 minutes on two cores once cached). The host needs this repository installed
-(``pip install -e '.[edge,tflite]'``; ``export``/``tflite-export`` too to make the
+(``pip install -e '.[demo,tflite]'``: the demo extra for the portraits; ``export``/``tflite-export`` too to make the
 test bundles, ``onnx`` for the estimate), and qemu-user-static and mmdebstrap
 from Debian (``--install-tools``). What it does, each
 step cached under ``--work`` (default ``$FACEGATE_PI_WORK`` or
@@ -43,6 +43,19 @@ step cached under ``--work`` (default ``$FACEGATE_PI_WORK`` or
 
 Exit status: 0 all agree; 1 an embedder disagrees or fails on aarch64; 2 a
 requirement has no usable aarch64 wheel, or the setup failed.
+
+``--system-packages bookworm,trixie`` checks the Raspberry Pi OS way instead
+(docs/raspberry-pi.md): per release an arm64 sysroot with Debian's own
+python3-numpy, python3-gpiozero and python3-bottleneck (a C extension built
+against apt's numpy, standing in for picamera2's simplejpeg), ``python3 -m
+venv --system-site-packages``, ``pip install -c constraints/RELEASE.txt
+'facegate[pi]'`` by the emulated pip, then which copy of numpy / OpenCV / ...
+the venv imports, whether the apt extension still loads, ``pip check``,
+``facegate verify`` (a portrait accepted, a stranger rejected) and the venv's
+size; on bookworm also the unconstrained venv that shows the failure. One
+JSON line per release (``--record FILE`` appends them); exit 0 when all pass.
+picamera2, simplejpeg, libcamera and lgpio come from the Raspberry Pi archive,
+which this check cannot reach: it checks the numpy ABI they are built against.
 """
 
 from __future__ import annotations
