@@ -533,8 +533,9 @@ def check_embedder(pc: PiCheck, embedder: str, images: list[Path], gallery_dir: 
     return row
 
 
-def make_crops(path: Path, n: int = CROPS, seed: int = 0) -> Path:
-    """``n`` aligned 112x112 BGR crops of the two portraits under simple camera-like changes (numpy + OpenCV)."""
+def make_crops(path: Path, n: int = CROPS, seed: int = 0, size: int = 112) -> Path:
+    """``n`` aligned ``size`` x ``size`` BGR crops of the two portraits under simple camera-like changes
+    (numpy + OpenCV), made once on the host so that both machines embed the very same pixels."""
     import cv2
     import numpy as np
 
@@ -552,14 +553,14 @@ def make_crops(path: Path, n: int = CROPS, seed: int = 0) -> Path:
     for i in range(n):
         image, marks = faces[i % 2]
         if i < 2:  # the portraits as they are
-            out.append(warp_face(image, marks.astype(np.float32), 112))
+            out.append(warp_face(image, marks.astype(np.float32), size))
             continue
         # a slightly rotated, scaled and shifted frame, its landmarks moved with it
         centre = tuple(float(v) for v in marks.mean(axis=0))
         m = cv2.getRotationMatrix2D(centre, float(rng.uniform(-8, 8)), float(rng.uniform(0.9, 1.1)))
         m[:, 2] += rng.uniform(-3, 3, 2)
         pts = (np.hstack([marks, np.ones((5, 1))]) @ m.T).astype(np.float32)
-        crop = warp_face(cv2.warpAffine(image, m, image.shape[1::-1], borderMode=cv2.BORDER_REPLICATE), pts, 112)
+        crop = warp_face(cv2.warpAffine(image, m, image.shape[1::-1], borderMode=cv2.BORDER_REPLICATE), pts, size)
         # exposure, sensor noise, mirror
         crop = crop.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)
         crop = np.clip(crop + rng.normal(0, 2.0, crop.shape), 0, 255).astype(np.uint8)
@@ -586,10 +587,9 @@ for i, path in enumerate(json.loads(sys.argv[4])):
     det = detector.detect(image)[0]
     np.save(f"{out}/landmarks{i}.npy", det.landmarks)
     np.save(f"{out}/aligned{i}.npy", warp_face(image, det.landmarks, 112))
-crops = list(np.load(sys.argv[1]))
-for key, folder in json.loads(sys.argv[3]).items():
+for key, (folder, crops) in json.loads(sys.argv[3]).items():  # each bundle gets crops of its input size
     emb = create_embedder(folder)
-    np.save(f"{out}/{key}.npy", emb.embed_prepared(crops))
+    np.save(f"{out}/{key}.npy", emb.embed_prepared(list(np.load(crops))))
     emb.close()
 """
 
@@ -598,15 +598,18 @@ def crop_embeddings(pc: PiCheck, bundles: list[str], images: list[Path]) -> tupl
     """({bundle: {"x86": (n, d), "aarch64": (n, d)}}, pipeline differences), one process per machine."""
     import numpy as np
 
-    crops = make_crops(pc.work / "crops.npy")
+    sizes = {b: int(json.loads((Path(b) / "manifest.json").read_text()).get("input", {}).get("size", 112))
+             for b in bundles}
+    crop_files = {s: make_crops(pc.work / f"crops-{s}.npy", size=s) for s in sorted(set(sizes.values()))}
     keys = {hashlib.sha1(b.encode()).hexdigest()[:12]: b for b in bundles}
+    jobs = {k: [b, str(crop_files[sizes[b]])] for k, b in keys.items()}
     out: dict[str, Any] = {}
     folders = {}
     for arch in ("x86", "aarch64"):
         folder = folders[arch] = pc.work / "crop-embeddings" / arch
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        argv = ["-c", EMBED_CROPS, str(crops), str(folder), json.dumps(keys), json.dumps([str(p) for p in images])]
+        argv = ["-c", EMBED_CROPS, "-", str(folder), json.dumps(jobs), json.dumps([str(p) for p in images])]
         proc = run([sys.executable, *argv], capture=True, check=False) if arch == "x86" else pc.guest(argv, check=False)
         if proc.returncode:
             say(f"crop embeddings on {arch} failed: {proc.stderr.strip()[-600:]}")
