@@ -13,6 +13,12 @@ Safety rules enforced here rather than by callers:
   (:class:`~facegate.edge.errors.GalleryModelMismatch`);
 * only finite, 1-D, L2-normalised vectors are stored or matched;
 * enrollment is all-or-nothing (one transaction);
+* template vectors are stored sealed with AES-GCM, bound to their row
+  (:mod:`.protection`, :mod:`.crypto`; the key from :mod:`.keys`), and the
+  file is created private (:mod:`.files`);
+* a new name that looks like an enrolled one is flagged (:mod:`.names`);
+* removing a person leaves no trace of their templates in the file
+  (``secure_delete`` and a WAL checkpoint);
 * every SQLite failure surfaces as a :class:`~facegate.edge.errors.GalleryError`
   naming the file, never as a raw ``sqlite3`` traceback.
 
@@ -39,8 +45,11 @@ from ..errors import GalleryError, GalleryInputError, GalleryModelMismatch, Pers
 from ..types import Embedding, Match
 from . import schema
 from .checks import MAX_NAME_LENGTH, NORM_TOLERANCE, check_embedding, check_name, check_threshold
+from .files import PRIVATE
 from .matching import Block, build_block, match_matrix
-from .schema import DEFAULT_TIMEOUT_S, EMBEDDING_COLUMNS, encode_embedding
+from .names import refuse_lookalike
+from .protection import TemplateProtection, checkpoint
+from .schema import DEFAULT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +76,24 @@ class PersonSummary:
 class Gallery:
     """Enrolled people and their face templates in one SQLite file.
 
-    ``Gallery(":memory:")`` is a throw-away gallery for tests. With
+    ``Gallery(":memory:")`` is a throw-away gallery for tests (its templates
+    are sealed with a key that lives only in the process). With
     ``readonly=True`` the file must exist and be at the current schema; every
     write raises :class:`GalleryError`. Safe to share between threads (one lock
     serialises calls); other processes may write the same file concurrently.
+
+    :param key_file: the template key's file (default ``gallery.key`` beside
+        the gallery; a systemd credential wins over both, see :mod:`.keys`).
+    :param file_mode: 0o600, or 0o640 to let the unit's group read the files.
+    :param encrypt_cleartext: encrypt a clear-text gallery even though a key
+        already exists (``facegate gallery encrypt``).
     """
 
     match_matrix = staticmethod(match_matrix)
 
-    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
+                 key_file: str | Path | None = None, file_mode: int = PRIVATE,
+                 encrypt_cleartext: bool = False) -> None:
         self._memory = str(path) == ":memory:"
         self.path: Path | str = ":memory:" if self._memory else Path(path)
         self.readonly = bool(readonly)
@@ -85,7 +103,17 @@ class Gallery:
         self._data_version: int | None = None
         if self._memory and self.readonly:
             raise GalleryInputError("a read-only :memory: gallery would always be empty")
-        self._conn = schema.connect(self.path, readonly=self.readonly, timeout=timeout)
+        self._protect = TemplateProtection(self.path, key_file=key_file, mode=file_mode, memory=self._memory)
+        conn = schema.connect(self.path, readonly=self.readonly, timeout=timeout, mode=file_mode)
+        try:
+            self._protect.on_open(conn, self.readonly, encrypt_cleartext)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise GalleryError(f"{self.path}: cannot check the template key: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
         self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
 
     # --- opening, schema ------------------------------------------------------------
@@ -164,6 +192,7 @@ class Gallery:
         sources: Sequence[str | None] | None = None,
         qualities: Sequence[float | None] | None = None,
         note: str | None = None,
+        allow_lookalike: bool = False,
     ) -> int:
         """Add templates for ``name`` (created if new); return how many were added.
 
@@ -171,6 +200,8 @@ class Gallery:
         one transaction, so a bad embedding leaves the gallery unchanged. They
         must come from the same model as every template already stored.
         ``note`` is stored on the person (replacing an earlier note) when given.
+        A new name that looks like an enrolled one raises
+        :class:`~facegate.edge.errors.LookalikeName` unless ``allow_lookalike``.
         """
         name = check_name(name)
         embeddings = list(embeddings)
@@ -216,6 +247,9 @@ class Gallery:
                 raise GalleryInputError(f"model {model_id!r} templates in the gallery have dim {row[0]}, got {dim}")
             now = _now()
             person = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if person is None and not allow_lookalike:
+                refuse_lookalike(name, (r[0] for r in conn.execute("SELECT name FROM people")))
+            cipher = self._protect.cipher_for_write(conn)
             if person is None:
                 person_id = conn.execute(
                     "INSERT INTO people (name, created_at, note) VALUES (?, ?, ?)", (name, now, note)
@@ -224,6 +258,8 @@ class Gallery:
                 person_id = person[0]
                 if note is not None:
                     conn.execute("UPDATE people SET note = ? WHERE id = ?", (note, person_id))
+            # ids chosen here (under the write lock) because each ciphertext is bound to its row id
+            first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM templates").fetchone()[0]
             rows = [
                 {
                     "person_id": person_id,
@@ -231,9 +267,9 @@ class Gallery:
                     "quality": None if q is None else float(q),
                     "source": s,
                     "created_at": now,
-                    **encode_embedding(v),
+                    **self._protect.seal(cipher, v, first + i, person_id, name, model_id),
                 }
-                for v, s, q in zip(vectors, src, qual)
+                for i, (v, s, q) in enumerate(zip(vectors, src, qual))
             ]
             cols = list(rows[0])  # fixed identifiers from this module, never user input
             conn.executemany(
@@ -251,6 +287,8 @@ class Gallery:
                 raise PersonNotFound(f"{name!r} is not enrolled")
             count = conn.execute("SELECT count(*) FROM templates WHERE person_id = ?", (person[0],)).fetchone()[0]
             conn.execute("DELETE FROM people WHERE id = ?", (person[0],))  # templates cascade
+        with self._sql("checkpoint") as conn:
+            checkpoint(conn, self.path)  # secure_delete zeroed the rows; drop the WAL's old page images too
         log.info("removed %r and %d template(s)", name, count)
         return int(count)
 
@@ -327,13 +365,14 @@ class Gallery:
             if block is None:
                 cur = conn.cursor()
                 cur.row_factory = None  # plain tuples: this query may return 100,000 rows
-                rows = cur.execute(  # noqa: S608 - fixed column names of this package
-                    f"""SELECT t.id, t.person_id, p.name, {", ".join("t." + c for c in EMBEDDING_COLUMNS)}
-                        FROM templates t JOIN people p ON p.id = t.person_id
-                        WHERE t.model_id = ? ORDER BY t.person_id, t.id""",
+                rows = cur.execute(
+                    """SELECT t.id, t.person_id, p.name, t.dim, t.embedding, t.key_id
+                       FROM templates t JOIN people p ON p.id = t.person_id
+                       WHERE t.model_id = ? ORDER BY t.person_id, t.id""",
                     (model_id,),
                 ).fetchall()
-                block = self._blocks[model_id] = build_block(self.path, model_id, rows)
+                decode = self._protect.decoder(conn, model_id)
+                block = self._blocks[model_id] = build_block(self.path, model_id, rows, decode)
         return block
 
     def _block_for(self, embedding: Embedding) -> tuple[np.ndarray, Block | None]:
