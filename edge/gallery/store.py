@@ -48,7 +48,8 @@ from .checks import MAX_NAME_LENGTH, NORM_TOLERANCE, check_embedding, check_name
 from .files import PRIVATE
 from .matching import Block, build_block, match_matrix
 from .names import refuse_lookalike
-from .protection import TemplateProtection, checkpoint
+from .protection import TemplateProtection, checkpoint, recorded_key_id
+from .records import PersonRecord, TemplateRecord
 from .schema import DEFAULT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -228,55 +229,60 @@ class Gallery:
         dims = {v.shape[0] for v in vectors}
         if len(dims) != 1:
             raise GalleryInputError(f"embeddings have different dimensions {sorted(dims)}")
-        dim = dims.pop()
-
         with self._write("enroll") as conn:
-            # Checked under the write lock, so two enrollers cannot mix models.
-            foreign = conn.execute(
-                "SELECT model_id FROM templates WHERE model_id != ? LIMIT 1", (model_id,)
-            ).fetchone()
-            if foreign is not None:
-                raise GalleryModelMismatch(
-                    f"gallery holds templates of model {foreign[0]!r} but these embeddings come from "
-                    f"model {model_id!r}; embeddings of different models cannot be compared. "
-                    f"Use the {foreign[0]!r} model, or re-enroll everyone with {model_id!r} "
-                    "(remove the old people first)."
-                )
-            row = conn.execute("SELECT dim FROM templates WHERE model_id = ? LIMIT 1", (model_id,)).fetchone()
-            if row is not None and row[0] != dim:
-                raise GalleryInputError(f"model {model_id!r} templates in the gallery have dim {row[0]}, got {dim}")
-            now = _now()
-            person = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            if person is None and not allow_lookalike:
-                refuse_lookalike(name, (r[0] for r in conn.execute("SELECT name FROM people")))
-            cipher = self._protect.cipher_for_write(conn)
-            if person is None:
-                person_id = conn.execute(
-                    "INSERT INTO people (name, created_at, note) VALUES (?, ?, ?)", (name, now, note)
-                ).lastrowid
-            else:
-                person_id = person[0]
-                if note is not None:
-                    conn.execute("UPDATE people SET note = ? WHERE id = ?", (note, person_id))
-            # ids chosen here (under the write lock) because each ciphertext is bound to its row id
-            first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM templates").fetchone()[0]
-            rows = [
-                {
-                    "person_id": person_id,
-                    "model_id": model_id,
-                    "quality": None if q is None else float(q),
-                    "source": s,
-                    "created_at": now,
-                    **self._protect.seal(cipher, v, first + i, person_id, name, model_id),
-                }
-                for i, (v, s, q) in enumerate(zip(vectors, src, qual))
-            ]
-            cols = list(rows[0])  # fixed identifiers from this module, never user input
-            conn.executemany(
-                f"INSERT INTO templates ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})", rows
-            )
+            self._add(conn, name, model_id, vectors, src, qual, note=note, allow_lookalike=allow_lookalike)
         log.info("enrolled %d template(s) for %r (model %s)", n, name, model_id)
         return n
+
+    def _add(self, conn: sqlite3.Connection, name: str, model_id: str, vectors: list[np.ndarray],
+             src: list[str | None], qual: list[float | None], *, note: str | None = None,
+             allow_lookalike: bool = False, created_at: str | None = None) -> None:
+        """Insert checked templates for ``name`` inside the caller's write transaction."""
+        dim = vectors[0].shape[0]
+        # Checked under the write lock, so two enrollers cannot mix models.
+        foreign = conn.execute(
+            "SELECT model_id FROM templates WHERE model_id != ? LIMIT 1", (model_id,)
+        ).fetchone()
+        if foreign is not None:
+            raise GalleryModelMismatch(
+                f"gallery holds templates of model {foreign[0]!r} but these embeddings come from "
+                f"model {model_id!r}; embeddings of different models cannot be compared. "
+                f"Use the {foreign[0]!r} model, or re-enroll everyone with {model_id!r} "
+                "(remove the old people first)."
+            )
+        row = conn.execute("SELECT dim FROM templates WHERE model_id = ? LIMIT 1", (model_id,)).fetchone()
+        if row is not None and row[0] != dim:
+            raise GalleryInputError(f"model {model_id!r} templates in the gallery have dim {row[0]}, got {dim}")
+        now = created_at or _now()
+        person = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if person is None and not allow_lookalike:
+            refuse_lookalike(name, (r[0] for r in conn.execute("SELECT name FROM people")))
+        cipher = self._protect.cipher_for_write(conn)
+        if person is None:
+            person_id = conn.execute(
+                "INSERT INTO people (name, created_at, note) VALUES (?, ?, ?)", (name, now, note)
+            ).lastrowid
+        else:
+            person_id = person[0]
+            if note is not None:
+                conn.execute("UPDATE people SET note = ? WHERE id = ?", (note, person_id))
+        # ids chosen here (under the write lock) because each ciphertext is bound to its row id
+        first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM templates").fetchone()[0]
+        rows = [
+            {
+                "person_id": person_id,
+                "model_id": model_id,
+                "quality": None if q is None else float(q),
+                "source": s,
+                "created_at": now,
+                **self._protect.seal(cipher, v, first + i, person_id, name, model_id),
+            }
+            for i, (v, s, q) in enumerate(zip(vectors, src, qual))
+        ]
+        cols = list(rows[0])  # fixed identifiers from this module, never user input
+        conn.executemany(
+            f"INSERT INTO templates ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})", rows
+        )
 
     def remove(self, name: str) -> int:
         """Delete a person and all their templates; return how many templates went."""
@@ -291,6 +297,65 @@ class Gallery:
             checkpoint(conn, self.path)  # secure_delete zeroed the rows; drop the WAL's old page images too
         log.info("removed %r and %d template(s)", name, count)
         return int(count)
+
+    def import_people(self, people: Sequence[PersonRecord], *, allow_lookalike: bool = False) -> int:
+        """Add everyone in ``people`` (a backup) in one transaction; returns the templates added.
+
+        Nothing is written if any name is refused or already enrolled, or if
+        the templates come from several models or from another model than the
+        gallery's.
+        """
+        people = list(people)
+        names = [check_name(p.name) for p in people]
+        if len(set(names)) != len(names):
+            raise GalleryInputError("the backup names someone twice")
+        models = {t.model_id for p in people for t in p.templates}
+        if len(models) > 1:
+            raise GalleryModelMismatch(f"the backup mixes models {sorted(models)}")
+        checked = [[check_embedding(Embedding(t.vector, t.model_id), f"{n}: template {i}")
+                    for i, t in enumerate(p.templates)] for n, p in zip(names, people)]
+        added = 0
+        with self._write("import") as conn:
+            taken = sorted(n for n in names if conn.execute("SELECT 1 FROM people WHERE name = ?", (n,)).fetchone())
+            if taken:
+                raise GalleryInputError(f"already enrolled: {', '.join(map(repr, taken))}; remove them first")
+            for name, person, vectors in zip(names, people, checked):
+                if not vectors:
+                    continue
+                self._add(conn, name, person.templates[0].model_id, vectors,
+                          [t.source for t in person.templates], [t.quality for t in person.templates],
+                          note=person.note, allow_lookalike=allow_lookalike, created_at=person.created_at)
+                added += len(vectors)
+        log.info("imported %d people, %d template(s)", len(people), added)
+        return added
+
+    def export_people(self) -> list[PersonRecord]:
+        """Everyone with their decrypted templates, for an encrypted backup (:mod:`.backup`)."""
+        out: list[PersonRecord] = []
+        for model_id in sorted(self.model_ids()):
+            block = self._block(model_id)
+            with self._sql("export") as conn:
+                meta = {r["id"]: r for r in conn.execute(
+                    """SELECT t.id, t.quality, t.source, t.created_at AS t_created, p.name, p.note,
+                              p.created_at AS p_created
+                       FROM templates t JOIN people p ON p.id = t.person_id
+                       WHERE t.model_id = ? ORDER BY t.person_id, t.id""", (model_id,))}
+            rows = list(meta.values())
+            if len(rows) != block.matrix.shape[0]:
+                raise GalleryError(f"{self.path}: changed during export; try again")
+            by_name: dict[str, list[TemplateRecord]] = {}
+            for r, vec in zip(rows, block.matrix):
+                by_name.setdefault(r["name"], []).append(TemplateRecord(
+                    np.array(vec), model_id, r["quality"], r["source"], r["t_created"]))
+            first = {r["name"]: r for r in reversed(rows)}
+            out.extend(PersonRecord(n, first[n]["p_created"], first[n]["note"], tuple(ts)) for n, ts in by_name.items())
+        return out
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key the templates are sealed with (None: nothing sealed yet)."""
+        with self._sql("read key id") as conn:
+            return recorded_key_id(conn)
 
     # --- reads ---------------------------------------------------------------------------
     def people(self) -> list[PersonSummary]:
