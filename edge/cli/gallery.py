@@ -73,6 +73,16 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         _emit(args, {"file": str(args.file), "people": len(people), "templates": added},
               f"imported {len(people)} people, {added} template(s) into {_gallery_path(args)}")
         return 0
+    if args.action == "newkey":
+        from ..gallery.keys import create_key, key_id
+
+        if args.file is None:
+            raise FacegateError("gallery newkey needs a FILE (e.g. /etc/facegate/gallery.key)")
+        if args.file.exists():
+            raise FacegateError(f"{args.file}: already exists; a gallery key is never replaced")
+        key = create_key(args.file)
+        _emit(args, {"file": str(args.file), "key_id": key_id(key.key)}, f"wrote {args.file} (key id {key.key_id})")
+        return 0
     if args.action == "encrypt":
         with _gallery(args, encrypt_cleartext=True) as gallery:
             key = gallery.key_id
@@ -86,9 +96,10 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def register(sub, add) -> None:
-    p = add("gallery", cmd_gallery, "gallery backups and key: export FILE, import FILE, encrypt, info", model=False)
-    p.add_argument("action", choices=["export", "import", "encrypt", "info"])
-    p.add_argument("file", nargs="?", type=Path, help="the backup file (export, import)")
+    p = add("gallery", cmd_gallery, "gallery backups and key: export FILE, import FILE, encrypt, info, newkey FILE",
+            model=False)
+    p.add_argument("action", choices=["export", "import", "encrypt", "info", "newkey"])
+    p.add_argument("file", nargs="?", type=Path, help="the backup file (export, import) or key file (newkey)")
     p.add_argument("--passphrase-file", type=Path, default=None,
                    help=f"read the backup passphrase from this file's first line (else ${PASSPHRASE_ENV}, else asked)")
     p.add_argument("--force", action="store_true", help="export: replace an existing FILE")

@@ -35,11 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ..errors import BackupError
+from .crypto import require_cryptography
 from .files import PRIVATE, write_private
 from .records import PersonRecord, TemplateRecord
 
@@ -67,7 +65,17 @@ def _unb64(text: Any, what: str) -> bytes:
         raise BackupError(f"backup: {what} is not base64") from None
 
 
+def _aesgcm(key: bytes):
+    require_cryptography()
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    require_cryptography()
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
 
 
@@ -102,7 +110,7 @@ def write_backup(path: str | Path, people: list[PersonRecord], passphrase: str, 
     head = json.dumps(header, sort_keys=True).encode("utf-8")
     prefix = MAGIC + struct.pack(">I", len(head)) + head
     key = _derive(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    body = AESGCM(key).encrypt(nonce, json.dumps(payload, separators=(",", ":")).encode("utf-8"), prefix)
+    body = _aesgcm(key).encrypt(nonce, json.dumps(payload, separators=(",", ":")).encode("utf-8"), prefix)
     write_private(path, prefix + body, PRIVATE, replace=True)
     return header
 
@@ -158,8 +166,10 @@ def read_backup(path: str | Path, passphrase: str) -> tuple[dict, list[PersonRec
     except (KeyError, TypeError, ValueError):
         raise BackupError(f"{path}: unsupported key derivation or cipher in the header") from None
     key = _derive(passphrase, _unb64(kdf.get("salt"), "salt"), n, r, p)
+    from cryptography.exceptions import InvalidTag
+
     try:
-        plain = AESGCM(key).decrypt(_unb64(header.get("nonce"), "nonce"), body, prefix)
+        plain = _aesgcm(key).decrypt(_unb64(header.get("nonce"), "nonce"), body, prefix)
     except (InvalidTag, ValueError):
         raise BackupError(f"{path}: wrong passphrase, or the backup was changed") from None
     try:

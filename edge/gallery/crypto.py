@@ -19,15 +19,23 @@ import json
 import secrets
 
 import numpy as np
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import GalleryTampered
+from ..errors import BackendUnavailable, GalleryTampered
 from .keys import GalleryKey
 
-__all__ = ["TemplateCipher", "template_aad"]
+__all__ = ["TemplateCipher", "require_cryptography", "template_aad"]
+
+
+def require_cryptography():
+    """The ``cryptography`` package, or BackendUnavailable saying how to install it."""
+    try:
+        import cryptography.hazmat.primitives.ciphers.aead  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable("encrypted templates need the cryptography package: "
+                                 "pip install 'facegate[edge]' (or pip install cryptography)") from exc
+    import cryptography
+
+    return cryptography
 
 _VERSION = 1
 _NONCE = 12
@@ -44,6 +52,11 @@ class TemplateCipher:
     """Seal and open template vectors with one gallery key."""
 
     def __init__(self, key: GalleryKey) -> None:
+        require_cryptography()
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         self.key_id = key.key_id
         aes_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                        info=b"facegate gallery templates v1").derive(key.key)
@@ -56,6 +69,8 @@ class TemplateCipher:
 
     def open(self, blob: bytes, aad: bytes, dim: int, where: str) -> np.ndarray:
         """The vector sealed in ``blob``; :class:`GalleryTampered` if it is not exactly what was sealed there."""
+        from cryptography.exceptions import InvalidTag
+
         if not isinstance(blob, bytes) or len(blob) != 1 + _NONCE + 4 * dim + _TAG or blob[0] != _VERSION:
             raise GalleryTampered(f"{where}: stored template has the wrong size or format")
         try:
