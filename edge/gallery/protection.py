@@ -11,11 +11,13 @@ were encrypted). Rules:
 * in a file that records a key, a clear-text or foreign row is tampering
   (someone inserted a template without the key), never matched;
 * a clear-text gallery is encrypted in place, in one transaction, when it is
-  opened read-write and no key exists yet (the key is created for it). When
-  a key already exists (say a systemd credential was set up first), the
-  migration is left to an explicit ``facegate gallery encrypt``: otherwise
-  anyone able to replace the file with a clear-text one of their own
-  choosing would have it silently adopted;
+  opened read-write with no key yet (one is created beside it) or with the
+  key beside it. When the key is kept apart (a systemd credential or a
+  configured key file), the migration is left to an explicit ``facegate
+  gallery encrypt``: otherwise anyone able to replace the gallery file with a
+  clear-text one of their own choosing would have it silently adopted (with
+  the key beside the gallery, whoever can replace one can replace both, so
+  refusing would protect nothing);
 * a read-only open of a clear-text gallery reads it, with a warning.
 """
 
@@ -30,7 +32,7 @@ import numpy as np
 from ..errors import GalleryKeyError, GalleryTampered
 from .crypto import TemplateCipher, template_aad
 from .files import PRIVATE
-from .keys import CREDENTIAL_NAME, GalleryKey, create_key, default_key_path, find_key
+from .keys import CREDENTIAL_NAME, GalleryKey, create_key, credential_path, default_key_path, find_key
 from .schema import decode_embedding
 
 log = logging.getLogger(__name__)
@@ -105,10 +107,11 @@ class TemplateProtection:
                         self.path, clear)
             return
         existing = self._find()
-        if existing is not None and not (encrypt_cleartext or self.memory):
+        kept_apart = self._key_file is not None or credential_path() is not None
+        if existing is not None and kept_apart and not encrypt_cleartext:
             raise GalleryKeyError(
-                f"{self.path}: holds {clear} clear-text template(s) and a key already exists; "
-                "check the file is yours, then encrypt it with: facegate gallery encrypt")
+                f"{self.path}: holds {clear} clear-text template(s) and the key is kept apart "
+                f"({existing.key_id}); check the file is yours, then encrypt it with: facegate gallery encrypt")
         self.encrypt_cleartext(conn)
 
     def cipher_for_write(self, conn: sqlite3.Connection) -> TemplateCipher:
