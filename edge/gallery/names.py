@@ -103,13 +103,13 @@ def lookalike_of(name: str, enrolled: Iterable[str]) -> str | None:
 
     An exact match is not a look-alike (it is the same person).
     """
-    mixed = scripts(name) & {"CYRILLIC", "GREEK"}
-    if mixed and "LATIN" in scripts(name):
-        return f"name {name!r} mixes Latin with {' and '.join(sorted(s.title() for s in mixed))} letters"
     sk = skeleton(name)
     for other in enrolled:
         if other != name and skeleton(other) == sk:
             return f"name {name!r} looks like the enrolled {other!r}"
+    mixed = scripts(name) & {"CYRILLIC", "GREEK"}
+    if mixed and "LATIN" in scripts(name):
+        return f"name {name!r} mixes Latin with {' and '.join(sorted(s.title() for s in mixed))} letters"
     return None
 
 
