@@ -122,9 +122,16 @@ MIGRATIONS[1] = _migrate_1_to_2
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     """Encrypted templates (``key_id``: NULL = clear text, sealed by :mod:`.protection` on open),
     the file's own settings, and an index for the audit log's per-outcome quotas."""
+    from .names import skeleton
+
     conn.execute("ALTER TABLE templates ADD COLUMN key_id TEXT")
     conn.execute("CREATE TABLE IF NOT EXISTS gallery_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute("CREATE INDEX IF NOT EXISTS events_outcome ON events (outcome, id)")
+    # what each name looks like, so a look-alike is found with one indexed query
+    conn.execute("ALTER TABLE people ADD COLUMN skeleton TEXT")
+    for pid, name in conn.execute("SELECT id, name FROM people").fetchall():
+        conn.execute("UPDATE people SET skeleton = ? WHERE id = ?", (skeleton(name), pid))
+    conn.execute("CREATE INDEX people_skeleton ON people (skeleton)")
 
 
 MIGRATIONS[2] = _migrate_2_to_3

@@ -47,7 +47,7 @@ from . import schema
 from .checks import MAX_NAME_LENGTH, NORM_TOLERANCE, check_embedding, check_name, check_threshold
 from .files import PRIVATE
 from .matching import Block, build_block, match_matrix
-from .names import refuse_lookalike
+from .names import refuse_lookalike, skeleton
 from .protection import TemplateProtection, checkpoint, recorded_key_id
 from .records import PersonRecord, TemplateRecord
 from .schema import DEFAULT_TIMEOUT_S
@@ -255,12 +255,13 @@ class Gallery:
             raise GalleryInputError(f"model {model_id!r} templates in the gallery have dim {row[0]}, got {dim}")
         now = created_at or _now()
         person = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        look = skeleton(name)
         if person is None and not allow_lookalike:
-            refuse_lookalike(name, (r[0] for r in conn.execute("SELECT name FROM people")))
+            refuse_lookalike(name, [r[0] for r in conn.execute("SELECT name FROM people WHERE skeleton = ?", (look,))])
         cipher = self._protect.cipher_for_write(conn)
         if person is None:
             person_id = conn.execute(
-                "INSERT INTO people (name, created_at, note) VALUES (?, ?, ?)", (name, now, note)
+                "INSERT INTO people (name, created_at, note, skeleton) VALUES (?, ?, ?, ?)", (name, now, note, look)
             ).lastrowid
         else:
             person_id = person[0]
