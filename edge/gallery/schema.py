@@ -34,20 +34,17 @@ APPLICATION_ID = 0x4647616C
 DEFAULT_TIMEOUT_S = 5.0
 
 
-# --- template storage format ----------------------------------------------------
-#: The ``templates`` columns written by :func:`encode_embedding` and passed, in
-#: this order, to :func:`decode_embedding`. Encrypted templates will add their
-#: column (nonce, key id) here, in a migration, and in the two functions.
+# --- the clear-text template format of schema v1-v2 ---------------------------------
+#: The ``templates`` columns of a clear-text template (key_id NULL): what
+#: :func:`encode_embedding` writes and :func:`decode_embedding` reads. Since
+#: v3 new rows are sealed (:mod:`.protection`); these two read and (in tests and
+#: the benchmark) write the older format, which files of earlier versions hold.
 EMBEDDING_COLUMNS: tuple[str, ...] = ("dim", "embedding")
 
 
 def encode_embedding(vector: np.ndarray) -> dict[str, Any]:
-    """Column values (keys = :data:`EMBEDDING_COLUMNS`) that store one template vector.
-
-    With :func:`decode_embedding`, the only code that knows the on-disk
-    format: float32 little-endian bytes plus the dimension. Returning a column
-    mapping lets a later format add columns without touching the insert SQL.
-    """
+    """Column values (keys = :data:`EMBEDDING_COLUMNS`) of one clear-text template:
+    float32 little-endian bytes plus the dimension."""
     v = np.ascontiguousarray(vector, dtype="<f4")
     if v.ndim != 1:
         raise ValueError(f"expected a 1-D vector, got shape {v.shape}")
