@@ -111,7 +111,8 @@ def write_backup(path: str | Path, people: list[PersonRecord], passphrase: str, 
     prefix = MAGIC + struct.pack(">I", len(head)) + head
     key = _derive(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
     body = _aesgcm(key).encrypt(nonce, json.dumps(payload, separators=(",", ":")).encode("utf-8"), prefix)
-    write_private(path, prefix + body, PRIVATE, replace=True)
+    # strict=False: a backup often goes to a FAT USB stick, which has no modes; its content is sealed anyway
+    write_private(path, prefix + body, PRIVATE, replace=True, strict=False)
     return header
 
 

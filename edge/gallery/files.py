@@ -81,11 +81,14 @@ def ensure_private_file(path: str | Path, mode: int = PRIVATE) -> bool:
     return True
 
 
-def write_private(path: str | Path, data: bytes, mode: int = PRIVATE, *, replace: bool = False) -> bool:
+def write_private(path: str | Path, data: bytes, mode: int = PRIVATE, *, replace: bool = False,
+                  strict: bool = True) -> bool:
     """Write ``data`` to ``path`` atomically with exactly ``mode``.
 
     The bytes go to a temporary file (fsync'ed) first, so a crash never
-    leaves half a key or half a backup. With ``replace=False`` an existing
+    leaves half a key or half a backup. ``strict=False`` accepts a file system
+    that cannot set modes (a FAT-formatted USB stick, for an encrypted backup)
+    with a warning. With ``replace=False`` an existing
     ``path`` is kept and False returned (the temporary is linked in with
     ``os.link``, which fails if the name exists: two processes creating a key
     at once both end up with the same, first, key).
@@ -99,7 +102,12 @@ def write_private(path: str | Path, data: bytes, mode: int = PRIVATE, *, replace
         raise GalleryError(f"{path}: cannot write: {exc.strerror or exc}") from None
     try:
         try:
-            os.fchmod(fd, mode)
+            try:
+                os.fchmod(fd, mode)
+            except OSError as exc:
+                if strict:
+                    raise
+                log.warning("%s: cannot set mode %#o on this file system (%s)", path, mode, exc.strerror or exc)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
