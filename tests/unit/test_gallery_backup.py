@@ -166,3 +166,16 @@ def test_gallery_info_encrypt_and_newkey(tmp_path, source, capsys):
     assert main(["gallery", "newkey", str(key)]) == 2  # never replaced
     assert "already exists" in capsys.readouterr().err
     assert default_key_path(source).exists()
+
+
+def test_import_checks_the_doors_model_before_asking_for_the_passphrase(tmp_path, source, passfile, capsys):
+    """With --config the backup must hold templates of the door's own embedder."""
+    backup = tmp_path / "b.fgb"
+    assert main(["gallery", "export", str(backup), "--gallery", str(source), "--passphrase-file", str(passfile)]) == 0
+    cfg = tmp_path / "facegate.toml"
+    target = tmp_path / "t.db"
+    cfg.write_text(f'[storage]\ngallery = "{target}"\n')
+    capsys.readouterr()
+    assert main(["gallery", "import", str(backup), "--config", str(cfg)]) == 2  # no passphrase given: not reached
+    err = capsys.readouterr().err
+    assert "model-a" in err and "the door uses" in err and not target.exists()

@@ -302,3 +302,40 @@ def test_cli_remove_leaves_no_trace_of_the_person_in_the_file(tmp_path, capsys):
     assert all(b in data for b in blobs["Bob"])
     with Gallery(path) as g:
         assert [p.name for p in g.people()] == ["Bob"]
+
+
+def test_two_creators_of_a_key_end_up_with_the_same_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "k" / "gallery.key"
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: create_key(path), range(16)))
+    assert len({k.key for k in keys}) == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["gallery.key"]  # no temporary left
+
+
+def test_the_unit_passes_the_key_as_the_credential_the_gallery_reads():
+    unit = Path(__file__).resolve().parents[2] / "systemd" / "facegate.service"
+    lines = [ln.strip() for ln in unit.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    assert f"LoadCredential={CREDENTIAL_NAME}:/etc/facegate/gallery.key" in lines
+
+
+def test_the_cli_uses_the_configs_key_file_and_mode(tmp_path, capsys):
+    import json
+
+    from facegate.edge.cli.main import main
+
+    gallery, key = tmp_path / "state" / "g.db", tmp_path / "etc" / "gallery.key"
+    cfg = tmp_path / "facegate.toml"
+    cfg.write_text(f'[storage]\ngallery = "{gallery}"\nkey_file = "{key}"\ngroup_readable = true\n')
+    with Gallery(gallery, key_file=key, file_mode=0o640) as g:
+        g.enroll("Alice", [emb(unit(1))])
+        g.enroll("Bob", [emb(unit(2))])
+    assert main(["gallery", "info", "--config", str(cfg), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["people"] == 2
+    assert main(["remove", "Bob", "--config", str(cfg)]) == 0
+    assert main(["list", "--gallery", str(gallery)]) == 2  # the default key place has no key
+    assert "no key was found" in capsys.readouterr().err
+    assert main(["list", "--gallery", str(gallery), "--key-file", str(key)]) == 0
+    assert capsys.readouterr().out.startswith("Alice")
+    assert mode(gallery) == 0o640
