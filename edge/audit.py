@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -69,8 +70,8 @@ def anonymised(decision: Decision) -> Decision:
     extra = decision.extra or {}
     names = {v for v in (decision.name, *(extra.get(k) for k in _NAME_KEYS)) if isinstance(v, str) and v}
     reason = decision.reason or ""
-    for n in sorted(names, key=len, reverse=True):
-        reason = reason.replace(n, _SOMEONE)
+    for n in sorted(names, key=len, reverse=True):  # whole words only: a name "E" must not eat every e
+        reason = re.sub(rf"(?<!\w){re.escape(n)}(?!\w)", _SOMEONE, reason)
     return replace(decision, name=None, reason=reason, extra={k: v for k, v in extra.items() if k not in _NAME_KEYS})
 
 

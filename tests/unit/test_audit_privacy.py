@@ -56,9 +56,17 @@ def test_a_refusal_never_names_the_nearest_enrolled_person(caplog):
         assert d.name is None and "best_name" not in d.extra and "runner_up" not in d.extra
         assert "Alice" not in d.reason and "Bob" not in d.reason and "an enrolled person" in d.reason
     assert deny.extra == {"faces": 1}
+    assert deny.reason.startswith("3 of last 3 rejected; nearest an enrolled person at 1.020")
     assert grant.name == "Carol" and grant.extra["best_name"] == "Carol"  # a grant says who came in
     refusals = [r.getMessage() for r in caplog.records if not r.getMessage().startswith("grant")]
     assert refusals and not any("Alice" in m or "Bob" in m for m in refusals)
+
+
+def test_a_one_letter_name_is_scrubbed_as_a_word_not_as_a_letter():
+    with AuditLog(":memory:", prune_interval_s=None) as log:
+        log.record(decision("deny", reason="rejected; nearest E at 1.1 (threshold 0.9)", extra={"best_name": "E"}))
+        (d,) = log.recent()
+    assert d.reason == "rejected; nearest an enrolled person at 1.1 (threshold 0.9)"
 
 
 def test_retention_is_enforced_on_time_without_any_write(tmp_path):
