@@ -18,7 +18,7 @@ from facegate.edge.cli.main import build_parser
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 #: documents other work in progress adds; the README links them before they land
-PENDING_DOCS = {"docs/security-templates.md", "docs/security-input.md", "docs/liveness.md", "docs/reliability.md",
+PENDING_DOCS = {"docs/security-input.md", "docs/liveness.md", "docs/reliability.md",
                 "docs/calibration.md", "docs/home-assistant.md"}
 #: subcommands other work in progress adds (checked as soon as they exist)
 PENDING_COMMANDS = {"calibrate"}
