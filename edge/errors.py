@@ -29,6 +29,10 @@ class ImageTooLargeError(ImageError, ValueError):
     """The image exceeds the configured size limit (decompression-bomb guard)."""
 
 
+class ImageUnsupportedError(ImageError, ValueError):
+    """A well-formed image of a kind the door refuses (CMYK, animated, HEIC, ...)."""
+
+
 # --- faces --------------------------------------------------------------------
 class FaceError(FacegateError):
     """The image holds no usable face."""
