@@ -54,6 +54,9 @@ class ImageHeader:
     #: PNM only: the largest sample value and where the samples start.
     maxval: int = 0
     data_offset: int = 0
+    #: TIFF only: (offset, bytes) that set the orientation tag to 1 in a copy of the file. OpenCV's
+    #: TIFF decoder turns the image itself, whatever the flags say; this keeps one place that does.
+    upright_patch: tuple[int, bytes] | None = None
 
     @property
     def pixels(self) -> int:
@@ -353,10 +356,15 @@ def _tiff(d: bytes) -> ImageHeader:
         raise ImageReadError("truncated TIFF: image data runs past the end of the file")
     bits = ifd.values.get(258)
     photometric = ifd.first(262, -1)
+    orientation = ifd.first(274, 1) or 1
+    patch = None
+    if 274 in ifd.where and orientation != 1:
+        at, size = ifd.where[274]
+        patch = (at, (1).to_bytes(size, "little" if order == "<" else "big"))
     return ImageHeader("tiff", width, height, bits=int(bits.max()) if bits is not None and bits.size else 1,
                        colour=_TIFF_COLOUR.get(photometric, f"photometric {photometric}"),
                        frames=2 if ifd.next_offset else 1,
-                       orientation=o if 1 <= (o := ifd.first(274, 1) or 1) <= 8 else 1)
+                       orientation=orientation if 1 <= orientation <= 8 else 1, upright_patch=patch)
 
 
 # --- WebP ---------------------------------------------------------------------

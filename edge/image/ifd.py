@@ -32,6 +32,8 @@ class Ifd:
 
     values: dict[int, np.ndarray]
     next_offset: int
+    #: (byte offset, size of one value) of each wanted tag's values; inline values sit in the entry.
+    where: dict[int, tuple[int, int]]
 
     def first(self, tag: int, default: int | None = None) -> int | None:
         v = self.values.get(tag)
@@ -68,6 +70,7 @@ def read_ifd(data: bytes | memoryview, offset: int, order: str, want: frozenset[
     if end + 4 > n:
         raise ImageReadError("truncated TIFF: directory runs past the end")
     values: dict[int, np.ndarray] = {}
+    where_of: dict[int, tuple[int, int]] = {}
     for k in range(count):
         pos = offset + 2 + 12 * k
         tag, typ, num = struct.unpack_from(order + "HHI", data, pos)
@@ -79,8 +82,9 @@ def read_ifd(data: bytes | memoryview, offset: int, order: str, want: frozenset[
             raise ImageReadError(f"truncated TIFF: values of tag {tag} run past the end")
         dtype = np.dtype(_INT_TYPES[typ]).newbyteorder(order)
         values[tag] = np.frombuffer(data, dtype=dtype, count=num, offset=where).astype(np.int64)
+        where_of[tag] = (where, _TYPE_SIZES[typ])
     next_offset = struct.unpack_from(order + "I", data, end)[0]
-    return Ifd(values, next_offset)
+    return Ifd(values, next_offset, where_of)
 
 
 def exif_orientation(block: bytes | memoryview) -> int:

@@ -180,6 +180,9 @@ def _decode(buf: bytes, header: ImageHeader) -> np.ndarray:
         if header.format == "pnm" and header.variant in ("P4", "P5", "P6"):
             image = _decode_binary_pnm(buf, header)
         else:
+            if header.upright_patch is not None:  # the decoder must see the image as stored
+                at, value = header.upright_patch
+                buf = buf[:at] + value + buf[at + len(value):]
             image = cv2.imdecode(np.frombuffer(buf, np.uint8), _DECODE_FLAGS)
     except cv2.error as exc:
         raise ImageReadError(f"corrupt {_FORMAT_NAMES[header.format]}: {str(exc).strip().splitlines()[-1]}") from None
