@@ -24,10 +24,10 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from ..errors import ImageError, ImageReadError, ImageUnsupportedError
+from ..errors import ImageError, ImageReadError, ImageTooLargeError, ImageUnsupportedError
 from .ifd import byte_order, exif_orientation, first_ifd_offset, read_ifd
 
-__all__ = ["FORMATS", "ImageHeader", "read_header"]
+__all__ = ["FORMATS", "ImageHeader", "read_header", "too_large"]
 
 #: What the door reads, for messages.
 FORMATS = "JPEG, PNG, WebP, BMP, TIFF, PGM/PPM/PBM, GIF"
@@ -63,15 +63,19 @@ class ImageHeader:
         return self.width * self.height
 
 
-def read_header(data: bytes | memoryview) -> ImageHeader:
-    """Describe ``data`` from its header; raise a one-line :class:`ImageError` if it is not a readable image."""
+def read_header(data: bytes | memoryview, max_pixels: int | None = None) -> ImageHeader:
+    """Describe ``data`` from its header; raise a one-line :class:`ImageError` if it is not a readable image.
+
+    With ``max_pixels``, an image larger than that is refused as soon as its
+    size is read, before the rest of the file is walked.
+    """
     if not isinstance(data, bytes):
         data = bytes(data)
     if len(data) == 0:
         raise ImageReadError("empty file")
     reader, name = _sniff(bytes(data[:32]))
     try:
-        return reader(data)
+        return reader(data, max_pixels if max_pixels is not None else 1 << 62)
     except ImageError:
         raise
     except (struct.error, IndexError, ValueError, OverflowError) as exc:  # a reader's bounds check missed
@@ -106,6 +110,16 @@ def _sniff(head: bytes):
     raise ImageReadError(f"not an image of a kind the door reads ({FORMATS})")
 
 
+def too_large(fmt: str, width: int, height: int, max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(f"{fmt} of {width}x{height} = {width * height / 1e6:.1f} MP; the limit is "
+                              f"{max_pixels / 1e6:.1f} MP ([images] max_pixels)")
+
+
+def _cap(fmt: str, width: int, height: int, cap: int) -> None:
+    if width * height > cap:
+        raise too_large(fmt, width, height, cap)
+
+
 def _u16be(d, pos: int) -> int:
     if pos + 2 > len(d):
         raise ImageReadError("truncated header")
@@ -119,7 +133,7 @@ _SOF = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive", 0xC3: "lossless
         0xCD: "arithmetic", 0xCE: "arithmetic", 0xCF: "arithmetic"}
 
 
-def _jpeg(d: bytes) -> ImageHeader:
+def _jpeg(d: bytes, cap: int) -> ImageHeader:
     n, pos = len(d), 2
     frame: tuple[int, int, int, int, str] | None = None
     orientation, adobe_transform = None, None
@@ -156,6 +170,7 @@ def _jpeg(d: bytes) -> ImageHeader:
             precision, height, width, ncomp = seg[0], _u16be(seg, 1), _u16be(seg, 3), seg[5]
             if width == 0 or height == 0:
                 raise ImageReadError(f"corrupt JPEG: frame header gives {width}x{height} pixels")
+            _cap("JPEG", width, height, cap)
             frame = (width, height, precision, ncomp, _SOF[marker])
         elif marker == 0xDA:  # start of scan: the entropy-coded data follows
             if frame is None:
@@ -178,7 +193,7 @@ _PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: 
 _PNG_COLOUR = {0: "grey", 2: "rgb", 3: "palette", 4: "grey", 6: "rgb"}
 
 
-def _png(d: bytes) -> ImageHeader:
+def _png(d: bytes, cap: int) -> ImageHeader:
     n, pos = len(d), 8
     ihdr: tuple[int, ...] | None = None
     frames, orientation, has_idat = 1, 1, False
@@ -198,6 +213,7 @@ def _png(d: bytes) -> ImageHeader:
             if ctype != b"IHDR" or length != 13:
                 raise ImageReadError("corrupt PNG: does not start with IHDR")
             ihdr = struct.unpack_from(">IIBBBBB", body, 0)
+            _cap("PNG", ihdr[0], ihdr[1], cap)
         elif ctype == b"acTL" and length >= 8:
             frames = max(1, struct.unpack_from(">I", body, 0)[0])
         elif ctype == b"eXIf":
@@ -222,13 +238,14 @@ def _png(d: bytes) -> ImageHeader:
 
 
 # --- GIF ----------------------------------------------------------------------
-def _gif(d: bytes) -> ImageHeader:
+def _gif(d: bytes, cap: int) -> ImageHeader:
     n = len(d)
     if n < 13:
         raise ImageReadError("truncated GIF header")
     width, height, flags = struct.unpack_from("<HHB", d, 6)
     if width == 0 or height == 0:
         raise ImageReadError(f"corrupt GIF: screen of {width}x{height} pixels")
+    _cap("GIF", width, height, cap)
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
     frames, steps = 0, 0
 
@@ -273,7 +290,7 @@ def _gif(d: bytes) -> ImageHeader:
 _BMP_COMPRESSION = {0: "", 1: "rle", 2: "rle", 3: "", 4: "jpeg", 5: "png", 6: ""}
 
 
-def _bmp(d: bytes) -> ImageHeader:
+def _bmp(d: bytes, cap: int) -> ImageHeader:
     n = len(d)
     if n < 26:
         raise ImageReadError("truncated BMP header")
@@ -290,6 +307,7 @@ def _bmp(d: bytes) -> ImageHeader:
     height = abs(height)  # negative: stored top-down
     if width <= 0 or height == 0:
         raise ImageReadError(f"corrupt BMP: {width}x{height} pixels")
+    _cap("BMP", width, height, cap)
     if bpp not in (1, 4, 8, 16, 24, 32):
         raise ImageReadError(f"corrupt BMP: {bpp} bits per pixel")
     if compression not in _BMP_COMPRESSION:
@@ -308,7 +326,7 @@ _PNM_TOKEN = re.compile(rb"(?:[ \t\r\n\f\v]|#[^\r\n]*+)++([0-9]{1,10})(?![0-9])"
 _PNM_HEADER_MAX = 65536
 
 
-def _pnm(d: bytes) -> ImageHeader:
+def _pnm(d: bytes, cap: int) -> ImageHeader:
     kind = d[1] - ord("0")
     head = bytes(d[:_PNM_HEADER_MAX])
     pos, values = 2, []
@@ -322,6 +340,7 @@ def _pnm(d: bytes) -> ImageHeader:
     maxval = values[2] if len(values) == 3 else 1
     if width == 0 or height == 0 or not 1 <= maxval <= 65535:
         raise ImageReadError(f"corrupt PNM header: {width}x{height}, maxval {maxval}")
+    _cap("PNM", width, height, cap)
     channels = 3 if kind in (3, 6) else 1
     bits = 1 if kind in (1, 4) else 16 if maxval > 255 else 8
     header = ImageHeader("pnm", width, height, bits=bits, colour="rgb" if channels == 3 else "grey",
@@ -341,12 +360,13 @@ _TIFF_COLOUR = {0: "grey", 1: "grey", 2: "rgb", 3: "palette", 4: "mask", 5: "cmy
 _TIFF_TAGS = frozenset({256, 257, 258, 262, 273, 274, 277, 279, 324, 325})
 
 
-def _tiff(d: bytes) -> ImageHeader:
+def _tiff(d: bytes, cap: int) -> ImageHeader:
     order = byte_order(d)
     ifd = read_ifd(d, first_ifd_offset(d, order), order, _TIFF_TAGS)
     width, height = ifd.first(256, 0), ifd.first(257, 0)
     if not width or not height or width < 0 or height < 0:
         raise ImageReadError(f"corrupt TIFF: {width}x{height} pixels")
+    _cap("TIFF", width, height, cap)
     offsets, counts = ifd.values.get(273), ifd.values.get(279)
     if offsets is None:
         offsets, counts = ifd.values.get(324), ifd.values.get(325)
@@ -368,7 +388,7 @@ def _tiff(d: bytes) -> ImageHeader:
 
 
 # --- WebP ---------------------------------------------------------------------
-def _webp(d: bytes) -> ImageHeader:
+def _webp(d: bytes, cap: int) -> ImageHeader:
     n = len(d)
     riff = struct.unpack_from("<I", d, 4)[0]
     if riff < 4 or riff + 8 > n:
@@ -387,16 +407,19 @@ def _webp(d: bytes) -> ImageHeader:
         if fourcc == b"VP8X" and pos == 12 and size >= 10:
             animated = bool(body[0] & 0x02)
             canvas = (1 + (body[4] | body[5] << 8 | body[6] << 16), 1 + (body[7] | body[8] << 8 | body[9] << 16))
+            _cap("WebP", *canvas, cap)
         elif fourcc == b"VP8 ":
             if size < 10 or bytes(body[3:6]) != b"\x9d\x01\x2a":
                 raise ImageReadError("corrupt WebP: bad VP8 frame header")
             w, h = struct.unpack_from("<HH", body, 6)
             bitstreams.append((w & 0x3FFF, h & 0x3FFF, "lossy"))
+            _cap("WebP", w & 0x3FFF, h & 0x3FFF, cap)
         elif fourcc == b"VP8L":
             if size < 5 or body[0] != 0x2F:
                 raise ImageReadError("corrupt WebP: bad VP8L header")
             bits = struct.unpack_from("<I", body, 1)[0]
             bitstreams.append(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, "lossless"))
+            _cap("WebP", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, cap)
         elif fourcc == b"ANMF":
             frames += 1
         elif fourcc == b"EXIF":

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from ..errors import ImageError, ImageReadError, ImageTooLargeError, ImageUnsupportedError
-from .headers import ImageHeader, read_header
+from .headers import ImageHeader, read_header, too_large
 from .limits import DEFAULT_LIMITS, ImageLimits
 
 __all__ = ["check_header", "check_name", "decode_image", "load_image", "orient", "read_file", "shown", "to_bgr"]
@@ -140,9 +140,7 @@ def check_header(header: ImageHeader, limits: ImageLimits = DEFAULT_LIMITS) -> N
     """Refuse, from the header alone, an image too large or of a kind the door does not read."""
     fmt = _FORMAT_NAMES[header.format]
     if header.pixels > limits.max_pixels:
-        raise ImageTooLargeError(
-            f"{fmt} of {header.width}x{header.height} = {header.pixels / 1e6:.1f} MP; the limit is "
-            f"{limits.max_pixels / 1e6:.1f} MP ([images] max_pixels)")
+        raise too_large(fmt, header.width, header.height, limits.max_pixels)
     if header.frames > 1:
         what = "a multi-page TIFF" if header.format == "tiff" else f"an animated {fmt}"
         raise ImageUnsupportedError(f"{what}; save the one frame to use as JPEG or PNG")
@@ -167,7 +165,7 @@ def decode_image(data: bytes | bytearray | memoryview | np.ndarray, name: str = 
     if len(buf) > limits.max_file_bytes:
         _check_size(len(buf), limits, label)
     try:
-        header = read_header(buf)
+        header = read_header(buf, limits.max_pixels)
         check_header(header, limits)
         image = _decode(buf, header)
     except ImageError as exc:
