@@ -23,6 +23,7 @@ from typing import Any, Literal
 from .align import MIN_FACE_PX, QualityThresholds
 from .embed import DEFAULT_EMBEDDER
 from .errors import ConfigError
+from .image.limits import ImageLimits
 from .policy import PolicyConfig
 from .settings import convert, fail, find_key_line, setting, to_plain, toml_value
 
@@ -32,6 +33,7 @@ __all__ = [
     "DaemonConfig",
     "DetectorConfig",
     "EmbedderConfig",
+    "ImageLimits",
     "LockConfig",
     "MatchConfig",
     "PolicyConfig",
@@ -128,6 +130,8 @@ class Config:
     lock: LockConfig = field(default_factory=LockConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    #: Caps on every image file read (enroll, verify, identify, replay): see docs/security-input.md.
+    images: ImageLimits = field(default_factory=ImageLimits)
 
     @classmethod
     def default(cls) -> Config:

@@ -96,7 +96,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     with _gallery(args) as gallery:
-        rep = enroll(pipeline, gallery, args.name, args.images)
+        rep = enroll(pipeline, gallery, args.name, args.images, limits=door_config(args).images)
     _emit(args, {"name": rep.name, "added": rep.added, "templates": rep.total_templates,
                  "model_id": pipeline.model_id},
           f"enrolled {rep.name}: {rep.added} template(s) added, {rep.total_templates} in all ({pipeline.model_id})")
@@ -133,7 +133,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     with _gallery(args, readonly=True) as gallery:
-        j = verify(pipeline, gallery, args.name, args.image, args.threshold)
+        j = verify(pipeline, gallery, args.name, args.image, args.threshold, limits=door_config(args).images)
     m = j.match
     text = (f"{'ACCEPT' if m.accepted else 'REJECT'} {args.name}: distance {m.distance:.3f} "
             f"(threshold {m.threshold:.3f}); {j.faces_seen} face(s) seen, judged the largest")
@@ -146,7 +146,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     with _gallery(args, readonly=True) as gallery:
-        j = identify(pipeline, gallery, args.image, args.threshold)
+        j = identify(pipeline, gallery, args.image, args.threshold, limits=door_config(args).images)
     m = j.match
     margin = "" if m.margin is None else f", runner-up {m.runner_up} {m.margin:+.3f} farther"
     if m.accepted:
@@ -164,11 +164,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from ..imageio import load_image
 
     pipeline = _pipeline(args)
+    limits = door_config(args).images
     failed = 0
     for path in args.images:
         row: dict = {"path": path, "model_id": pipeline.model_id}
         try:
-            face, seen = pipeline.embed_one(load_image(path), single=args.single, gated=not args.no_gate)
+            face, seen = pipeline.embed_one(load_image(path, limits), single=args.single, gated=not args.no_gate)
             assert face.embedding is not None
             row.update(faces_seen=seen, box=[round(v, 1) for v in face.detection.box],
                        embedding=[round(float(v), 6) for v in face.embedding.vector])

@@ -368,3 +368,16 @@ def test_the_cli_refuses_hostile_images_in_one_line_with_exit_2(tmp_path, capsys
             assert code == EXIT_ERROR, (argv, err)
             assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and words in err, (argv, err)
     assert not Path(gallery).exists() or "alice" not in Path(gallery).read_bytes().decode("latin-1")
+
+
+def test_the_door_config_sets_the_caps_the_cli_applies(tmp_path, capsys):
+    from facegate.edge.cli import EXIT_ERROR, main
+
+    from ..helpers import tiny_bundle
+
+    bundle = str(tiny_bundle(tmp_path / "bundle"))
+    (tmp_path / "photo.png").write_bytes(files.encode(PHOTO, ".png"))
+    (tmp_path / "door.toml").write_text("[images]\nmax_pixels = 1000\n")
+    code = main(["embed", str(tmp_path / "photo.png"), "--config", str(tmp_path / "door.toml"), "--embedder", bundle])
+    row = json.loads(capsys.readouterr().out.strip())
+    assert code == EXIT_ERROR and row["error_type"] == "ImageTooLargeError" and "40x30" in row["error"]
