@@ -207,7 +207,7 @@ def _decode_binary_pnm(buf: bytes, header: ImageHeader) -> np.ndarray:
     if m == 255:
         return raw[..., ::-1] if channels == 3 else raw[..., 0]
     out = np.empty((h, w, channels), np.uint8)
-    step = max(1, (1 << 22) // (w * channels))  # rows per block: bounded scratch memory
+    step = max(1, (1 << 20) // (w * channels))  # rows per block: a few MB of scratch at most
     for r in range(0, h, step):
         block = np.minimum(raw[r:r + step].astype(np.uint32), m)
         out[r:r + step] = (block * 255 + m // 2) // m
