@@ -15,6 +15,7 @@ Stdlib only (``tomllib``), so the device needs no pydantic.
 from __future__ import annotations
 
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from .embed import DEFAULT_EMBEDDER
 from .errors import ConfigError
 from .image.limits import ImageLimits
 from .policy import PolicyConfig
-from .settings import convert, fail, find_key_line, setting, to_plain, toml_value
+from .settings import convert, fail, find_key_line, printable, setting, to_plain, toml_value
 
 __all__ = [
     "CameraConfig",
@@ -148,31 +149,34 @@ class Config:
     def load(cls, path: str | Path) -> Config:
         """Read a TOML file; errors carry ``file:line:`` and the key path."""
         p = Path(path)
+        label = printable(str(p))
         try:
-            raw = p.read_bytes()
+            raw = _read_config_bytes(p)
         except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
+            raise ConfigError(f"{label}: config file not found") from None
         except IsADirectoryError:
-            raise ConfigError(f"{p}: is a directory, not a config file") from None
+            raise ConfigError(f"{label}: is a directory, not a config file") from None
         except OSError as exc:
-            raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from None
+            raise ConfigError(f"{label}: cannot read config file: {exc.strerror or exc}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = raw.count(b"\n", 0, exc.start) + 1
-            raise ConfigError(f"{p}:{line}: not valid UTF-8") from None
+            raise ConfigError(f"{label}:{line}: not valid UTF-8") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-            where = f"{p}:{m.group(1)}" if m else f"{p}"
-            raise ConfigError(f"{where}: TOML syntax error: {exc}") from None
+            where = f"{label}:{m.group(1)}" if m else label
+            raise ConfigError(f"{where}: TOML syntax error: {printable(str(exc))}") from None
+        except RecursionError:  # thousands of nested arrays
+            raise ConfigError(f"{label}: TOML syntax error: nested too deeply") from None
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
             key = getattr(exc, "key", None)
             line = find_key_line(text, key) if key else None
-            where = f"{p}:{line}" if line else f"{p}"
+            where = f"{label}:{line}" if line else label
             err = ConfigError(f"{where}: {exc}")
             err.__dict__.update(exc.__dict__)
             err.file, err.line = str(p), line
@@ -190,6 +194,22 @@ class Config:
             out.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
             out.append("")
         return "\n".join(out)
+
+
+#: A config file is a page of settings; anything bigger is a mistake (or a device).
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _read_config_bytes(p: Path) -> bytes:
+    """The file's bytes; a FIFO or device is refused rather than read (it could block the start forever)."""
+    st = p.stat()
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(p)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"not a regular file (mode {stat.filemode(st.st_mode)})")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise OSError(f"{st.st_size} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes")
+    return p.read_bytes()
 
 
 # --- cross-field checks -------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
-__all__ = ["check_fields", "convert", "fail", "find_key_line", "setting", "to_plain", "toml_value"]
+__all__ = ["check_fields", "convert", "fail", "find_key_line", "printable", "setting", "to_plain", "toml_value"]
 
 
 def setting(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
@@ -51,10 +51,22 @@ def check_fields(obj: Any, prefix: str) -> None:
 
 
 def fail(key: str, value: Any, expected: str, *, got: bool = True) -> None:
-    msg = f"{key}: expected {expected}, got {_show(value)}" if got else f"{key}: {expected}"
+    shown = printable(key)
+    msg = f"{shown}: expected {expected}, got {_show(value)}" if got else f"{shown}: {expected}"
     err = ConfigError(msg)
     err.key, err.value, err.expected = key, value, expected
     raise err
+
+
+def printable(text: str) -> str:
+    """``text`` on one printable line: newlines, controls and invisible characters escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+#: A bad value is shown up to this many characters: the message stays one readable line.
+_SHOW_MAX = 80
 
 
 def _show(value: Any) -> str:
@@ -62,7 +74,8 @@ def _show(value: Any) -> str:
         return "nothing"
     if isinstance(value, dict):
         return "a table"
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= _SHOW_MAX else text[:_SHOW_MAX - 3] + "..."
 
 
 _NONE = type(None)

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from ..errors import ImageError, ImageReadError, ImageTooLargeError, ImageUnsupportedError
+from ..settings import printable
 from .headers import ImageHeader, read_header, too_large
 from .limits import DEFAULT_LIMITS, ImageLimits
 
@@ -52,15 +53,8 @@ _DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 # --- names ----------------------------------------------------------------------
 def shown(name: str) -> str:
-    """``name`` safe to print on one line: control, format, separator and surrogate characters escaped."""
-    out = []
-    for ch in name:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """``name`` safe to print on one line: every non-printable character escaped (``\\n``, ``\\u202e``, ...)."""
+    return printable(name)
 
 
 def check_name(path: str) -> None:
@@ -183,7 +177,8 @@ def _decode(buf: bytes, header: ImageHeader) -> np.ndarray:
                 buf = buf[:at] + value + buf[at + len(value):]
             image = cv2.imdecode(np.frombuffer(buf, np.uint8), _DECODE_FLAGS)
     except cv2.error as exc:
-        raise ImageReadError(f"corrupt {_FORMAT_NAMES[header.format]}: {str(exc).strip().splitlines()[-1]}") from None
+        log.debug("decoder error: %s", exc)
+        raise ImageReadError(f"corrupt {_FORMAT_NAMES[header.format]}: {_cv_reason(exc)}") from None
     except MemoryError:
         raise ImageTooLargeError("not enough memory to decode it") from None
     if image is None:
@@ -192,6 +187,15 @@ def _decode(buf: bytes, header: ImageHeader) -> np.ndarray:
         raise ImageReadError(f"corrupt {_FORMAT_NAMES[header.format]}: decoded as {image.shape[1]}x{image.shape[0]} "
                              f"but its header says {header.width}x{header.height}")
     return to_bgr(image)
+
+
+def _cv_reason(exc: cv2.error) -> str:
+    """The reason in an OpenCV error, without source paths or function names."""
+    for line in str(exc).splitlines():
+        if "error:" in line:
+            reason = line.split("error:", 1)[1].split(" in function")[0].strip()
+            return shown(reason)[:200] or "the decoder refused it"
+    return "the decoder refused it"
 
 
 def _decode_binary_pnm(buf: bytes, header: ImageHeader) -> np.ndarray:
