@@ -81,3 +81,11 @@ def test_a_config_path_with_control_characters_is_shown_escaped(tmp_path):
     with pytest.raises(ConfigError) as info:
         Config.load(tmp_path / "door\n\x1b[31m.toml")
     assert str(info.value).isprintable() and "door\\n\\x1b[31m.toml: config file not found" in str(info.value)
+
+
+def test_a_string_with_a_delete_character_survives_to_toml_and_back(tmp_path):
+    """Found by the property test: TOML forbids a raw DEL, so to_toml must escape it."""
+    cfg = Config.from_dict({"camera": {"type": "replay", "path": "frames\x7f"}})
+    path = tmp_path / "door.toml"
+    path.write_text(cfg.to_toml(), encoding="utf-8")
+    assert Config.load(path) == cfg
