@@ -106,7 +106,8 @@ def read_file(path: str | os.PathLike, limits: ImageLimits = DEFAULT_LIMITS) -> 
             raise ImageReadError(f"{label}: the file changed while it was opened")
         chunks, total = [], 0
         while True:  # the file may grow after stat: never read past the cap
-            chunk = os.read(fd, min(1 << 20, limits.max_file_bytes + 1 - total))
+            want = min(limits.max_file_bytes + 1 - total, max(st.st_size + 1 - total, 1 << 16))
+            chunk = os.read(fd, want)
             if not chunk:
                 break
             chunks.append(chunk)
