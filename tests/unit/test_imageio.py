@@ -175,3 +175,15 @@ def test_to_bgr_accepts_float_images_in_0_1():
 def test_a_missing_file_says_so(tmp_path):
     with pytest.raises(ImageReadError, match="no such file"):
         load_image(tmp_path / "nope.jpg")
+
+
+def test_ascii_pnm_and_top_down_bmp_load_the_right_way_up():
+    assert np.array_equal(decode_image(b"P2\n3 1\n100\n0 50 100\n")[0, :, 0], [0, 127, 255])
+    assert np.array_equal(decode_image(b"P3\n1 1\n255\n1 2 3\n")[0, 0], [3, 2, 1])  # RGB in, BGR out
+    assert np.array_equal(decode_image(b"P1\n3 1\n1 0 1\n")[0, :, 0], [0, 255, 0])  # 1 is black
+    bottom_up = files.encode(PHOTO, ".bmp")
+    stride = 40 * 3  # already a multiple of 4
+    rows = bottom_up[54:54 + stride * 30]
+    flipped = b"".join(rows[i * stride:(i + 1) * stride] for i in reversed(range(30)))
+    top_down = bottom_up[:22] + (-30).to_bytes(4, "little", signed=True) + bottom_up[26:54] + flipped
+    assert np.array_equal(decode_image(top_down), PHOTO)
