@@ -107,7 +107,7 @@ def _sniff(head: bytes):
         raise ImageUnsupportedError("JPEG 2000 is not supported; use JPEG or PNG")
     if head[:2] in (b"P7", b"Pf", b"PF"):
         raise ImageUnsupportedError("PAM and PFM images are not supported; use PGM/PPM")
-    raise ImageReadError(f"not an image of a kind the door reads ({FORMATS})")
+    raise ImageReadError(f"not a readable image: none of the kinds the door reads ({FORMATS})")
 
 
 def too_large(fmt: str, width: int, height: int, max_pixels: int) -> ImageTooLargeError:

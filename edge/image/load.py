@@ -183,7 +183,8 @@ def _decode(buf: bytes, header: ImageHeader) -> np.ndarray:
     except MemoryError:
         raise ImageTooLargeError("not enough memory to decode it") from None
     if image is None:
-        raise ImageReadError(f"corrupt {_FORMAT_NAMES[header.format]}: the decoder could not read it")
+        raise ImageReadError(f"{_FORMAT_NAMES[header.format]} data the decoder could not read "
+                             "(damaged, or a variant this OpenCV build lacks)")
     if image.shape[:2] != (header.height, header.width):
         raise ImageReadError(f"corrupt {_FORMAT_NAMES[header.format]}: decoded as {image.shape[1]}x{image.shape[0]} "
                              f"but its header says {header.width}x{header.height}")

@@ -205,7 +205,7 @@ def test_every_truncation_of_a_good_file_is_refused_cleanly(ext):
     data = files.encode(image, ext)
     assert decode_image(data).shape == (30, 40, 3)
     for cut in sorted({1, 2, 3, 8, 16, 33, len(data) // 2, len(data) - 2, len(data) - 1}):
-        with pytest.raises(ImageReadError, match="truncated|corrupt|not an image"):
+        with pytest.raises(ImageReadError, match="truncated|corrupt|not a readable image|damaged"):
             decode_image(data[:cut], f"cut{cut}")
 
 
@@ -255,7 +255,7 @@ def test_a_header_that_lies_about_the_pixel_data_is_refused():
     body = good[16:29]  # IHDR's 13 bytes
     lying = good[:8] + files.png_chunk(b"IHDR", body[:4] + (31).to_bytes(4, "big") + body[8:]) + good[33:]
     assert read_header(lying).height == 31  # the pixel data holds 30 rows
-    with pytest.raises(ImageReadError, match="corrupt PNG"):
+    with pytest.raises(ImageReadError, match="PNG data the decoder could not read"):
         decode_image(lying)
 
 
@@ -363,7 +363,7 @@ def test_the_cli_refuses_hostile_images_in_one_line_with_exit_2(tmp_path, capsys
 
     with Gallery(gallery):
         pass
-    for image, words in (("big.png", "60000x60000"), ("big.pgm", "100000x100000"), ("text.jpg", "not an image"),
+    for image, words in (("big.png", "60000x60000"), ("big.pgm", "100000x100000"), ("text.jpg", "not a readable image"),
                          ("link.jpg", "symbolic link")):
         path = str(tmp_path / image)
         for argv in (["enroll", "alice", path], ["verify", "alice", path], ["identify", path]):
