@@ -20,6 +20,10 @@ __all__ = ["Calibration", "PersonCheck", "calibrate_scores", "DEFAULT_TARGET_FMR
 DEFAULT_TARGET_FMR = 1e-4
 #: A person whose probes match less often than this at the threshold needs better enrollment images.
 MIN_PERSON_RATE = 0.9
+#: ...and at least this many of their probes miss (one miss in five is not yet a pattern).
+MIN_MISSES = 2
+#: How many close (but not matching) pairs the advice names.
+CLOSE_PAIRS_NAMED = 3
 #: Two people whose nearest templates are within this factor of the threshold are "close" (siblings).
 CLOSE_FACTOR = 1.15
 
@@ -149,15 +153,17 @@ def _advice(choice: ThresholdChoice, margin: MarginChoice | None, checks: list[P
         if p.probes == 0:
             out.append(f"{p.name}: no probe images, so the genuine match rate is unknown; calibrate with probes of "
                        f"{p.name} too")
-        elif p.rate is not None and p.rate < MIN_PERSON_RATE:
+        elif p.rate is not None and p.rate < MIN_PERSON_RATE and p.probes - p.matched >= MIN_MISSES:
             out.append(f"{p.name}: only {p.matched} of {p.probes} probes match at the threshold: re-enroll with "
                        f"better images (frontal, even light, sharp, a few poses; with and without glasses)")
-    for a, b, d in scores.pairs:
+    close = 0
+    for a, b, d in scores.pairs:  # nearest first
         if d <= choice.threshold:
             out.append(f"{a} and {b} match each other (nearest templates {d:.3f} <= threshold "
                        f"{choice.threshold:.3f}): siblings or a mixed-up enrollment; check both enrollments, and "
                        f"identification relies on the margin")
-        elif d <= CLOSE_FACTOR * choice.threshold:
+        elif d <= CLOSE_FACTOR * choice.threshold and close < CLOSE_PAIRS_NAMED:
+            close += 1
             out.append(f"{a} and {b} are close ({d:.3f}, threshold {choice.threshold:.3f}): enroll more images of "
                        f"each so the margin can tell them apart")
     if margin is not None and margin.wrong:

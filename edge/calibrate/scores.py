@@ -12,6 +12,8 @@ that person's templates, so every score here is a face against a person
   comparisons: a stranger against a household face as the door's camera sees
   it; with one template per person, the common one-shot enrollment, the two
   are the same comparison);
+* **impostor, visitors**: each probe of someone not enrolled against every
+  enrolled person;
 * **impostor, feedback**: each grant marked wrong against every enrolled
   person other than the one it turned out to be.
 
@@ -117,12 +119,14 @@ def gather_scores(
     background: np.ndarray | None = None,
     wrong_grants: list[tuple[np.ndarray, str | None]] | None = None,
     head: tuple[np.ndarray, float] | None = None,
+    visitors: np.ndarray | None = None,
 ) -> ScoreSet:
     """Genuine and impostor scores (see the module docstring) from embeddings alone.
 
     ``wrong_grants`` are (embedding, who it really was or None) of grants
     marked wrong; denials marked wrong come in as probes of their person.
     ``head`` is the bundle's binary head (weights, bias) to score as well.
+    ``visitors`` are probes of people not enrolled: impostors against everyone.
     """
     people = household.people
     if not people:
@@ -145,6 +149,8 @@ def gather_scores(
     parts = {"household": d[~own]}
     bg = np.zeros((0, dim), np.float32) if background is None else np.asarray(background, np.float32)
     parts["background"] = np.concatenate([person_distances(bg, household).ravel(), _distances(bg, probes).ravel()])
+    vis = np.zeros((0, dim), np.float32) if visitors is None else np.asarray(visitors, np.float32)
+    parts["visitors"] = person_distances(vis, household).ravel()
     fb: list[np.ndarray] = []
     fb_vecs, fb_keep = [], []
     for vec, who in wrong_grants or []:
@@ -173,7 +179,8 @@ def gather_scores(
         hbp = head_probability(bg, probes, *head) if len(bg) and len(probes) else np.zeros((0,))
         hf = [(_head_person(v[None], household, head)[0])[k] for v, k in zip(fb_vecs, fb_keep)]
         head_g = 1.0 - hp[own]
-        head_i = 1.0 - np.concatenate([hp[~own], hb.ravel(), np.ravel(hbp), *hf])
+        hv = _head_person(vis, household, head)
+        head_i = 1.0 - np.concatenate([hp[~own], hb.ravel(), np.ravel(hbp), hv.ravel(), *hf])
 
     return ScoreSet(
         people=people,
