@@ -128,28 +128,35 @@ def calibrate_scores(scores: ScoreSet, model_id: str, target_fmr: float = DEFAUL
         checks.append(PersonCheck(name, int(mine.sum()), int(np.count_nonzero(own_d <= t)), int(ident.sum()),
                                   other[0] if other else None, other[1] if other else None))
 
+    by_source, start = {}, 0
+    for source, n in scores.impostor_sources.items():  # ScoreSet.impostor is concatenated in this order
+        by_source[source] = int(np.count_nonzero(scores.impostor[start:start + n] <= t))
+        start += n
     advice = _advice(choice, margin, checks, scores)
     head = None
     if scores.head_genuine is not None and scores.head_impostor is not None:
         head = choose_threshold(scores.head_genuine, scores.head_impostor, target_fmr)
     return Calibration(model_id, choice, margin, tuple(checks), scores.pairs[0] if scores.pairs else None,
-                       dict(scores.impostor_sources), tuple(advice), head, previous_threshold)
+                       dict(scores.impostor_sources), tuple(advice), head, previous_threshold,
+                       {"false_matches_by_source": by_source})
 
 
 def _advice(choice: ThresholdChoice, margin: MarginChoice | None, checks: list[PersonCheck],
             scores: ScoreSet) -> list[str]:
     out = []
     if not choice.supported:
-        per_probe = max(1, scores.impostor_sources.get("background", 0) // max(1, len(scores.genuine) + len(scores.people)))
+        # one more probe is compared with every background face and every other enrolled person
+        n_bg = scores.impostor_sources.get("background", 0) // max(1, len(scores.genuine) + len(scores.people))
+        per_probe = max(1, n_bg + len(scores.people) - 1)
         more = choice.more_needed
         supported_fmr = choice.fmr_upper
         out.append(
             f"target FMR {choice.target_fmr:g} not supported: {choice.impostor_comparisons:,} impostor comparisons "
             f"bound the FMR at {supported_fmr:.2g} (95 %); {choice.needed:,} without a false match are needed, "
             f"{more:,} more: about {math.ceil(more / per_probe):,} more probe images (each adds ~{per_probe:,} "
-            f"comparisons with the background set), more enrolled people, or grants marked wrong; "
+            f"impostor comparisons), the bundle's background set, more enrolled people, or grants marked wrong; "
             f"or ask for --target-fmr {_round_up(supported_fmr)}")
-    for p in checks:
+    for p in checks if choice.supported else ():  # at an unsupported (strict) threshold they would mislead
         if p.probes == 0:
             out.append(f"{p.name}: no probe images, so the genuine match rate is unknown; calibrate with probes of "
                        f"{p.name} too")

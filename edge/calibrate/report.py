@@ -45,7 +45,8 @@ def format_calibration(c: Calibration) -> str:
         f"  FMR            {ch.fmr:.2g}",
         f"  FNMR           {_pct(ch.fnmr)}   ({ch.false_non_matches} of {ch.genuine_comparisons} genuine "
         f"comparisons refused; 95 % bound {_pct(ch.fnmr_upper)})",
-        "  impostors      " + ", ".join(f"{k} {v:,}" for k, v in c.impostor_sources.items()),
+        "  impostors      " + ", ".join(f"{k} {v:,}" for k, v in c.impostor_sources.items())
+        + "; false matches " + ", ".join(f"{k} {v}" for k, v in c.extra.get("false_matches_by_source", {}).items()),
     ]
     if c.margin is not None:
         m = c.margin

@@ -146,7 +146,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     with _gallery(args, readonly=True) as gallery:
-        j = identify(pipeline, gallery, args.image, args.threshold)
+        j = identify(pipeline, gallery, args.image, args.threshold, door_config(args).match.margin)
     m = j.match
     margin = "" if m.margin is None else f", runner-up {m.runner_up} {m.margin:+.3f} farther"
     if m.accepted:

@@ -64,6 +64,8 @@ def test_calibration_names_the_twins_and_calibrates_a_margin(household):
     for key in ("threshold", "target_fmr", "fmr", "fnmr", "impostor_comparisons", "genuine_comparisons", "supported"):
         assert key in js
     assert js["supported"] is True and js["target_fmr"] == 1e-3
+    assert sum(js["false_matches_by_source"].values()) == js["false_matches"]
+    assert js["false_matches_by_source"]["household"] > 0  # the twins
 
 
 def test_a_person_whose_probes_do_not_match_is_told_to_re_enroll(household):
