@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .scores import ScoreSet
-from .stats import CONFIDENCE, MarginChoice, ThresholdChoice, choose_margin, choose_threshold
+from .stats import CONFIDENCE, MarginChoice, ThresholdChoice, choose_margin, choose_threshold, rate_lower_bound
 
 __all__ = ["Calibration", "PersonCheck", "calibrate_scores", "DEFAULT_TARGET_FMR"]
 
@@ -133,6 +133,16 @@ def calibrate_scores(scores: ScoreSet, model_id: str, target_fmr: float = DEFAUL
         by_source[source] = int(np.count_nonzero(scores.impostor[start:start + n] <= t))
         start += n
     advice = _advice(choice, margin, checks, scores)
+    n_house = scores.impostor_sources.get("household", 0)
+    k_house = by_source.get("household", 0)
+    if n_house and k_house and rate_lower_bound(k_house, n_house) > target_fmr:
+        # 95 % sure the household's own impostor rate is above the target: the background set,
+        # from another camera, is the easier impostor; say so rather than hide it in the total
+        advice.insert(1 if not choice.supported else 0,
+                      f"the household's own impostor comparisons false-match at {k_house / n_house:.2g} "
+                      f"({k_house} of {n_house:,}), above the target {target_fmr:g}: faces from this camera are "
+                      f"harder impostors than the background set; to hold the target among yourselves use "
+                      f"--no-background with more probes, or check the look-alikes below")
     head = None
     if scores.head_genuine is not None and scores.head_impostor is not None:
         head = choose_threshold(scores.head_genuine, scores.head_impostor, target_fmr)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["CONFIDENCE", "ThresholdChoice", "MarginChoice", "choose_margin", "choose_threshold",
-           "comparisons_needed", "error_rates", "rate_upper_bound"]
+           "comparisons_needed", "error_rates", "rate_lower_bound", "rate_upper_bound"]
 
 #: One-sided confidence of every bound this package states.
 CONFIDENCE = 0.95
@@ -56,6 +56,31 @@ def rate_upper_bound(errors: int, n: int, confidence: float = CONFIDENCE) -> flo
         if hi - lo < 1e-12 * max(hi, 1e-300):
             break
     return hi
+
+
+def rate_lower_bound(errors: int, n: int, confidence: float = CONFIDENCE) -> float:
+    """One-sided Clopper-Pearson lower bound: the rate is above it with ``confidence``."""
+    if n <= 0 or errors <= 0:
+        return 0.0
+    if errors >= n:
+        return (1.0 - confidence) ** (1.0 / n)
+    alpha = 1.0 - confidence
+    k = np.arange(errors, dtype=np.float64)  # P(X >= errors) = 1 - P(X <= errors - 1)
+    log_choose = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
+
+    def tail(p: float) -> float:
+        return 1.0 - float(np.exp(log_choose + k * math.log(p) + (n - k) * math.log1p(-p)).sum())
+
+    lo, hi = 1e-300, errors / n
+    for _ in range(200):  # the tail rises with p: find where it reaches alpha
+        mid = (lo + hi) / 2
+        if tail(mid) < alpha:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * hi:
+            break
+    return lo
 
 
 def comparisons_needed(target: float, confidence: float = CONFIDENCE) -> int:

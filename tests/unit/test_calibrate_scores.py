@@ -53,6 +53,8 @@ def test_calibration_names_the_twins_and_calibrates_a_margin(household):
     assert cal.choice.supported and cal.choice.impostor_comparisons > 150_000
     assert cal.closest_pair[:2] == ("cat", "dan")
     assert any("cat and dan" in a for a in cal.advice)
+    # and the household's own impostor rate, above the target, is not hidden in the background's total
+    assert any(a.startswith("the household's own impostor comparisons false-match") for a in cal.advice)
     # ann and bob are found every time; the twins are sometimes taken for each other
     by = {p.name: p for p in cal.people}
     assert by["ann"].identified == by["ann"].probes == 12

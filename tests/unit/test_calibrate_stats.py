@@ -12,6 +12,7 @@ from facegate.edge.calibrate.stats import (
     choose_threshold,
     comparisons_needed,
     error_rates,
+    rate_lower_bound,
     rate_upper_bound,
 )
 
@@ -31,6 +32,10 @@ def test_bounds_with_errors_match_clopper_pearson_tables():
     assert rate_upper_bound(1, 100) == pytest.approx(0.0466, abs=2e-4)
     assert rate_upper_bound(5, 1000) == pytest.approx(0.01048, abs=5e-5)
     assert rate_upper_bound(10, 10) == 1.0 and rate_upper_bound(0, 0) == 1.0
+    assert rate_lower_bound(1, 100) == pytest.approx(0.000513, abs=2e-6)  # 1 - 0.95 ** (1/100)
+    assert rate_lower_bound(5, 100) == pytest.approx(0.01972, abs=2e-4)
+    assert rate_lower_bound(0, 100) == 0.0
+    assert rate_lower_bound(16, 13_572) < 16 / 13_572 < rate_upper_bound(16, 13_572)
 
 
 def test_threshold_at_target_fmr_on_known_normal_distributions():
