@@ -100,7 +100,7 @@ def test_a_log_without_feedback_tables_lists_and_returns_nothing_marked(tmp_path
 
 def test_the_daemon_holds_the_embedding_of_each_audited_decision(tmp_path, tmp_gallery, fake_detector,
                                                                  fake_embedder, file_camera):
-    from tests.unit.test_daemon_loop import frame, run
+    from tests.unit.test_daemon_loop import run
 
     tmp_gallery.enroll("alice", [Embedding(fake_embedder.vector_for(1), fake_embedder.model_id)])
     run(tmp_path, [None, 1, 1, 1, None, 3, 3, 3, 3, None], tmp_gallery, fake_detector, fake_embedder, file_camera)
