@@ -22,6 +22,8 @@ DEFAULT_TARGET_FMR = 1e-4
 MIN_PERSON_RATE = 0.9
 #: ...and at least this many of their probes miss (one miss in five is not yet a pattern).
 MIN_MISSES = 2
+#: Above this 95 % bound on the FNMR the advice asks for more probes.
+FNMR_BOUND_ADVICE = 0.1
 #: How many close (but not matching) pairs the advice names.
 CLOSE_PAIRS_NAMED = 3
 #: Two people whose nearest templates are within this factor of the threshold are "close" (siblings).
@@ -166,11 +168,16 @@ def _advice(choice: ThresholdChoice, margin: MarginChoice | None, checks: list[P
             f"{more:,} more: about {math.ceil(more / per_probe):,} more probe images (each adds ~{per_probe:,} "
             f"impostor comparisons), the bundle's background set, more enrolled people, or grants marked wrong; "
             f"or ask for --target-fmr {_round_up(supported_fmr)}")
+    if choice.genuine_comparisons and choice.fnmr_upper > FNMR_BOUND_ADVICE:
+        out.append(f"the false non-match rate is poorly known: {choice.false_non_matches} of "
+                   f"{choice.genuine_comparisons} genuine comparisons refused bounds it only at "
+                   f"{100 * choice.fnmr_upper:.0f} % (95 %); more probes per person (a few dozen each) pin it down")
+    unprobed = [p.name for p in checks if p.probes == 0]
+    if unprobed:
+        names = ", ".join(unprobed[:8]) + (f" and {len(unprobed) - 8} more" if len(unprobed) > 8 else "")
+        out.append(f"no probe images of {names}: their genuine match rate is unknown; calibrate with their probes too")
     for p in checks if choice.supported else ():  # at an unsupported (strict) threshold they would mislead
-        if p.probes == 0:
-            out.append(f"{p.name}: no probe images, so the genuine match rate is unknown; calibrate with probes of "
-                       f"{p.name} too")
-        elif p.rate is not None and p.rate < MIN_PERSON_RATE and p.probes - p.matched >= MIN_MISSES:
+        if p.rate is not None and p.rate < MIN_PERSON_RATE and p.probes - p.matched >= MIN_MISSES:
             out.append(f"{p.name}: only {p.matched} of {p.probes} probes match at the threshold: re-enroll with "
                        f"better images (frontal, even light, sharp, a few poses; with and without glasses)")
     close = 0

@@ -67,3 +67,22 @@ def test_orl_calibration_without_the_background_set_is_refused_and_writes_nothin
     assert code == 1
     assert "supported: NO" in out and "nothing written" in out and "more probe images" in out
     assert config.read_text() == before
+
+
+def test_a_guided_camera_session_from_a_replay_camera(door, capsys):
+    tmp, config = door
+    cam = tmp / "camera.toml"
+    cam.write_text(config.read_text() + f'\n[camera]\ntype = "replay"\npath = "{tmp / "probes" / "s3"}"\n')
+    code = main(["calibrate", "--config", str(cam), "--camera", "--person", "s3", "--frames", "3", "--json",
+                 "--dry-run"])
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert code in (0, 1) and out["written"] is None
+    assert out["genuine_comparisons"] == 3 and [p["probes"] for p in out["people"] if p["name"] == "s3"] == [3]
+    assert "s3: look straight at the camera" in captured.err and "3/3" in captured.err
+
+
+def test_calibrate_says_where_genuine_scores_come_from(door, capsys):
+    _, config = door
+    assert main(["calibrate", "--config", str(config)]) == 2
+    assert "--probes DIR or --camera" in capsys.readouterr().err
