@@ -161,3 +161,38 @@ def test_the_background_builder_embeds_split_b_into_a_bundle(tmp_path, monkeypat
     bg = load_background(bundle)
     assert bg.vectors.shape == (4, 128) and bg.model_id == entry["model_id"]
     assert list((tmp_path / "cache" / "facegate" / "eval").glob("lfw-*.npz"))
+
+
+# --- the calibrated margin at the door -----------------------------------------------------
+def test_an_answer_within_the_margin_of_the_runner_up_is_refused():
+    from facegate.edge.recognition import require_margin
+    from facegate.edge.types import Match
+
+    close = Match("cat", 0.50, 0.9, "m", best_name="cat", runner_up="dan", runner_up_distance=0.53)
+    assert require_margin(close, None) is close
+    refused = require_margin(close, 0.05)
+    assert refused.name is None and refused.best_name == "cat" and not refused.accepted
+    assert require_margin(close, 0.02).name == "cat"
+    alone = Match("cat", 0.5, 0.9, "m", best_name="cat")  # one person enrolled: no runner-up, no margin
+    assert require_margin(alone, 0.05).name == "cat"
+
+
+def test_the_daemon_applies_the_configured_margin(tmp_path, tmp_gallery, fake_detector, fake_embedder, file_camera):
+    from facegate.edge.lock import LogLock
+    from facegate.edge.service import DoorDaemon, NullNotifier
+    from tests.unit.test_daemon_loop import config
+
+    for who, name in ((1, "alice"), (2, "bob")):
+        tmp_gallery.enroll(name, [Embedding(fake_embedder.vector_for(who), fake_embedder.model_id)])
+    grants = {}
+    for margin in (None, 1.5):  # one-hot fakes: alice at 0, bob at 1.414
+        base = config(tmp_path)
+        cfg = replace(base, match=replace(base.match, margin=margin))
+        lock = LogLock(unlock_seconds=0.2)
+        with AuditLog(cfg.storage.gallery) as audit, DoorDaemon(
+                cfg, source=file_camera([frame(w) for w in (None, 1, 1, 1, None)]), lock=lock, gallery=tmp_gallery,
+                audit=audit, pipeline=FacePipeline(fake_detector, fake_embedder, cfg.quality),
+                notifier=NullNotifier()) as daemon:
+            grants[margin] = daemon.run().grants
+        lock.close()
+    assert grants == {None: 1, 1.5: 0}
