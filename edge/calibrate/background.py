@@ -54,6 +54,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _write_npz(f, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` without the time stamps: the same embeddings give the same file (and sha256),
+    so rebuilding a bundle's set shows whether it changed."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, array in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, buf.getvalue())
+
+
 def load_background(folder: str | Path, model_id: str | None = None) -> BackgroundSet | None:
     """The bundle's background set, checked against its manifest; None when the bundle has none.
 
@@ -129,7 +144,7 @@ def build_background(
     vectors = table.vectors[table.ok].astype(np.float16)
     acquired_people = len({Path(p).parent.name for p, ok in zip(table.paths, table.ok) if ok})
     path = folder / BACKGROUND_FILE
-    atomic_write(path, lambda f: np.savez_compressed(f, vectors=vectors, model_id=np.array(model_id)))
+    atomic_write(path, lambda f: _write_npz(f, vectors=vectors, model_id=np.array(model_id)))
     entry = {
         "file": BACKGROUND_FILE,
         "sha256": _sha256(path),

@@ -161,6 +161,10 @@ def test_the_background_builder_embeds_split_b_into_a_bundle(tmp_path, monkeypat
     bg = load_background(bundle)
     assert bg.vectors.shape == (4, 128) and bg.model_id == entry["model_id"]
     assert list((tmp_path / "cache" / "facegate" / "eval").glob("lfw-*.npz"))
+    # rebuilt from the same embeddings, the file is byte for byte the same: a rebuild shows any change
+    assert main(["calibrate", "background", "--embedder", str(bundle), "--data", str(root), "--per-person", "2",
+                 "--json"]) == 0
+    assert json.loads((bundle / "manifest.json").read_text())["background"]["sha256"] == entry["sha256"]
 
 
 # --- the calibrated margin at the door -----------------------------------------------------
