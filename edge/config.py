@@ -91,6 +91,9 @@ class MatchConfig:
     #: Euclidean distance between L2-normalised embeddings (0..2);
     #: None uses the threshold the model bundle ships with.
     threshold: float | None = setting(None, gt=0, le=2)
+    #: Identification: the best person must be at least this much nearer than the
+    #: runner-up (``facegate calibrate`` sets it with the threshold); None = no margin.
+    margin: float | None = setting(None, ge=0, le=2)
 
 
 @dataclass(frozen=True)

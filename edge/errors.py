@@ -123,6 +123,10 @@ class AuditSchemaError(AuditError, RuntimeError):
     """The audit table exists with other columns."""
 
 
+class CalibrationError(FacegateError, ValueError):
+    """Calibration cannot start or cannot claim its target (nobody enrolled, no probes)."""
+
+
 # --- camera, lock, config -----------------------------------------------------
 class CameraError(FacegateError):
     """A frame source failed to open or to deliver frames."""

@@ -8,7 +8,7 @@ the daemon call these, so each answer carries everything needed to explain it
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -109,9 +109,21 @@ def identify(
     image: str | Path | np.ndarray,
     threshold: float | None = None,
     limits: ImageLimits | None = None,
+    margin: float | None = None,
 ) -> Judgement:
     """1:K: who, if anyone in the gallery, is the largest face of ``image``?"""
     face, seen = pipeline.embed_one(_image(image, limits))
     assert face.embedding is not None
-    match = gallery.identify(face.embedding, threshold_for(pipeline, threshold))
+    match = require_margin(gallery.identify(face.embedding, threshold_for(pipeline, threshold)), margin)
     return Judgement(match, seen, face.detection.size)
+
+
+def require_margin(match: Match, margin: float | None) -> Match:
+    """Refuse a 1:K answer whose runner-up is within ``margin`` of the best person (``[match] margin``).
+
+    Two enrolled look-alikes (siblings) both near the face: naming either
+    would be a guess. ``best_name`` still says who was nearest.
+    """
+    if margin is None or not match.accepted or match.margin is None or match.margin >= margin:
+        return match
+    return replace(match, name=None)

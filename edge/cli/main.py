@@ -152,7 +152,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     with _gallery(args, readonly=True) as gallery:
-        j = identify(pipeline, gallery, args.image, args.threshold, limits=door_config(args).images)
+        cfg = door_config(args)
+        j = identify(pipeline, gallery, args.image, args.threshold, limits=cfg.images, margin=cfg.match.margin)
     m = j.match
     margin = "" if m.margin is None else f", runner-up {m.runner_up} {m.margin:+.3f} farther"
     if m.accepted:
@@ -191,12 +192,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..eval.evaluate import EVAL_MIN_FACE, evaluate_lfw
 
     args.embedder = door_config(args).embedder.name
+    scores: dict = {}
     try:
         report = evaluate_lfw(args.embedder, root=args.data, workers=args.workers,
                               min_face=args.min_face or EVAL_MIN_FACE,
-                              official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress)
+                              official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress,
+                              on_scores=(lambda g, i: scores.update(genuine=g, impostor=i)) if args.report else None)
     except FileNotFoundError as exc:
         raise FacegateError(str(exc)) from None
+    if args.report:
+        from ..calibrate.command import write_eval_report
+
+        report["report"] = write_eval_report(args.report, report, scores["genuine"], scores["impostor"])
     if args.save_thresholds:
         from ..eval.evaluate import save_thresholds
 
@@ -215,6 +222,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from ..eval.evaluate import format_report
 
         print(format_report(report))
+        if args.report:
+            print("  report: " + ", ".join(report["report"]))
     return EXIT_OK
 
 
@@ -301,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="merge the measured thresholds into this table (edge/data/reference_thresholds.json)")
     p.add_argument("--record", action="store_true",
                    help="keep the figures in the evaluated bundle's manifest (evaluation.pipeline)")
+    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+                   help="write summary.txt and, with matplotlib, det.png and scores.png there")
 
     p = add("bench", cmd_bench, "per-stage latency and memory of each embedder", gallery=False, model=False)
     p.add_argument("--embedders", dest="embedder_list", default="facegate-irn,facenet,dlib",
@@ -325,6 +336,9 @@ def _register_more(sub, add) -> None:
 
     door.register(sub, add)
     gallery.register(sub, add)
+    from ..calibrate import command as calibrate_command  # calibrate, audit
+
+    calibrate_command.register(sub, add)
     for ep in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
         try:
             ep.load()(sub)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..audit import AuditLog
+from ..audit import AuditLog, hold_embedding
 from ..camera import FrameSource, LatestFrameGrabber, create_source
 from ..config import Config
 from ..errors import AuditError, ConfigError
@@ -25,6 +25,7 @@ from ..gallery.files import file_mode
 from ..lock import Lock, create_lock
 from ..pipeline import FacePipeline, create_pipeline
 from ..policy import DecisionPolicy
+from ..recognition import require_margin
 from ..types import Decision, DoorEvent, DoorState, Frame, Outcome
 from .guard import StallGuard
 from .memory import pin_mmap_threshold
@@ -197,7 +198,7 @@ class DoorDaemon:
         match = None
         if face is not None and face.embedding is not None:
             # an empty gallery answers "nobody" (infinite distance): a judged stranger
-            match = self.gallery.identify(face.embedding, self.threshold)
+            match = require_margin(self.gallery.identify(face.embedding, self.threshold), self.config.match.margin)
         quality = face.crop.quality if face is not None else None
         decision = self.policy.observe(match, quality, count, now=frame.timestamp)
         self._track_visit(frame, count)
@@ -217,6 +218,8 @@ class DoorDaemon:
         if self._should_audit(decision, frame.timestamp):
             decision = replace(decision, latency_ms=round(ms, 1))
             event = self.audit.record(decision)
+            if face is not None and face.embedding is not None:
+                self._hold_embedding(event, face.embedding)
             if face is not None and getattr(self.audit, "faces_dir", None) is not None:
                 try:
                     self.audit.save_face(event, decision.outcome, face.crop.image)
@@ -227,6 +230,13 @@ class DoorDaemon:
         if self.on_decision is not None:
             self.on_decision(frame, decision)
         return decision
+
+    def _hold_embedding(self, event: int, embedding) -> None:
+        """Keep the decision's embedding for a while, so it can be marked wrong (``facegate audit mark``)."""
+        try:
+            hold_embedding(self.audit, event, embedding.vector, embedding.model_id)
+        except Exception:  # feedback is a convenience: never a reason to stop the door
+            log.exception("could not keep the embedding of decision %d", event)
 
     def _should_audit(self, decision: Decision, now: float) -> bool:
         """Every grant; a deny or lockout when it starts or once per attempt slice.
