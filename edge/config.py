@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from .align import MIN_FACE_PX, QualityThresholds
 from .embed import DEFAULT_EMBEDDER
+from .mqtt.config import MqttConfig, check_mqtt
 from .errors import ConfigError
 from .policy import PolicyConfig
 from .settings import convert, fail, find_key_line, setting, to_plain, toml_value
@@ -34,6 +35,7 @@ __all__ = [
     "EmbedderConfig",
     "LockConfig",
     "MatchConfig",
+    "MqttConfig",
     "PolicyConfig",
     "QualityThresholds",
     "StorageConfig",
@@ -128,6 +130,7 @@ class Config:
     lock: LockConfig = field(default_factory=LockConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     @classmethod
     def default(cls) -> Config:
@@ -200,3 +203,4 @@ def check_config(cfg: Config) -> None:
         fail("camera.lores_width", cfg.camera.lores_width, 'no value unless camera.type = "picamera2"')
     if cfg.camera.lores_width is not None and cfg.camera.lores_width > cfg.camera.width:
         fail("camera.lores_width", cfg.camera.lores_width, f"at most camera.width ({cfg.camera.width})")
+    check_mqtt(cfg)

@@ -310,9 +310,11 @@ def _register_more(sub, add) -> None:
     """Commands of the daemon side, then those that other packages register."""
     from importlib.metadata import entry_points
 
+    from ..mqtt import cli as mqtt_cli
     from . import door
 
     door.register(sub, add)
+    mqtt_cli.register(sub, add)  # facegate gallery publish / keygen (edge/mqtt)
     for ep in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
         try:
             ep.load()(sub)

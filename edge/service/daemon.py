@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..audit import AuditLog
 from ..camera import FrameSource, LatestFrameGrabber, create_source
@@ -28,6 +28,7 @@ from ..types import Decision, DoorEvent, DoorState, Frame, Outcome
 from .guard import StallGuard
 from .memory import pin_mmap_threshold
 from .notify import Notifier, NullNotifier, systemd_notifier
+from .sinks import EventSink, build_sinks
 
 log = logging.getLogger(__name__)
 #: For the decision-latency figure: a face-free gap this long ends a visit.
@@ -73,6 +74,7 @@ class DoorDaemon:
         on_decision: Callable[[Frame, Decision], None] | None = None,
         stall_seconds: float = 10.0,
         reconnect_backoff: tuple[float, ...] = (0.5, 1, 2, 5, 10),
+        sinks: Sequence[EventSink] | None = None,
     ) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
@@ -84,6 +86,12 @@ class DoorDaemon:
                 AuditLog(config.storage.gallery, retention_days=config.storage.audit_retention_days))
             self.pipeline = pipeline or create_pipeline(config)
             self.source = source if source is not None else create_source(config.camera)
+            # decisions and lock states also go here (MQTT when [mqtt] enabled = true)
+            self.sinks: list[EventSink] = list(sinks) if sinks is not None else [
+                self._own(s) for s in build_sinks(self)]
+            for sink in self.sinks:
+                if hasattr(self.lock, "add_listener"):
+                    self.lock.add_listener(sink.lock_state)
         except BaseException:
             self.close()
             raise
@@ -216,11 +224,40 @@ class DoorDaemon:
             event = self.audit.record(decision)
             if self.faces_dir is not None and face is not None:
                 self._save_face(event, decision, face.crop.image)
+            self._to_sinks(decision, face.crop.image if self.faces_dir is not None and face is not None else None)
         else:
             log.debug("frame %d: %s %s", frame.index, decision.outcome, decision.reason)
         if self.on_decision is not None:
             self.on_decision(frame, decision)
         return decision
+
+    def _to_sinks(self, decision: Decision, crop=None) -> None:
+        for sink in self.sinks:
+            try:
+                sink.decision(decision, crop)
+            except Exception:  # a sink never stops the door
+                log.exception("event sink %r failed", sink)
+
+    def unlock_remotely(self, source: str, user: str | None = None) -> Decision:
+        """A remote unlock (MQTT) through the grant's own lock path: audited first, then the pulse.
+
+        Recorded before the door opens, so no remote unlock goes unaudited: if
+        the audit write fails, the door stays locked and the error says why.
+        """
+        decision = Decision(time.time(), Outcome.GRANT, name=None, distance=None, threshold=None, model_id=None,
+                            reason=f"remote unlock via {source}" + (f" (user {user})" if user else ""),
+                            extra={"source": source, **({"user": user} if user else {})})
+        self.audit.record(decision)
+        self.lock.unlock(self.config.lock.unlock_seconds)
+        self.stats.grants += 1
+        self._to_sinks(decision)
+        return decision
+
+    def gallery_importer(self):
+        """The function that swaps the gallery for a signed household snapshot (see facegate.edge.mqtt.sync)."""
+        from ..mqtt.importer import gallery_importer
+
+        return gallery_importer(self.config, self.gallery)
 
     def _save_face(self, event: int, decision: Decision, crop) -> None:
         """Keep the aligned crop of an audited decision (only when the user turned it on)."""
@@ -279,12 +316,13 @@ class DoorDaemon:
                 self.policy = DecisionPolicy(new.policy)
             if new.quality != self.config.quality:
                 self.pipeline.quality = new.quality
-            if (new.camera, new.detector, new.embedder, new.lock, new.storage) != (
-                self.config.camera, self.config.detector, self.config.embedder, self.config.lock, self.config.storage):
-                log.warning("camera, detector, embedder, lock and storage changes need a restart")
+            if (new.camera, new.detector, new.embedder, new.lock, new.storage, new.mqtt) != (
+                self.config.camera, self.config.detector, self.config.embedder, self.config.lock, self.config.storage,
+                    self.config.mqtt):
+                log.warning("camera, detector, embedder, lock, storage and mqtt changes need a restart")
             self.config = Config(**{**{f: getattr(new, f) for f in ("match", "quality", "policy", "daemon")},
                                     **{f: getattr(self.config, f) for f in
-                                       ("camera", "detector", "embedder", "lock", "storage")}})
+                                       ("camera", "detector", "embedder", "lock", "storage", "mqtt")}})
         self.gallery.reload()
         log.info("reloaded: %d people enrolled", len(self.gallery))
         self.notifier.notify(f"STATUS=reloaded; {len(self.gallery)} people enrolled")
