@@ -310,16 +310,17 @@ def _register_more(sub, add) -> None:
     """Commands of the daemon side, then those that other packages register."""
     from importlib.metadata import entry_points
 
-    from ..mqtt import cli as mqtt_cli
     from . import door
 
     door.register(sub, add)
-    mqtt_cli.register(sub, add)  # facegate gallery publish / keygen (edge/mqtt)
     for ep in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
         try:
             ep.load()(sub)
         except Exception as exc:  # a broken plugin must not take the door's CLI down
             log.warning("facegate command plugin %s failed to load: %s", ep.name, exc)
+    from ..mqtt.cli import register as register_mqtt  # after the others: it adds to `gallery` if there is one
+
+    register_mqtt(sub, add)
 
 
 def _one_line(exc: BaseException) -> str:
