@@ -77,6 +77,9 @@ class MqttConfig:
     gallery_topic: str = setting("facegate/household/gallery", nonempty=True)
     #: Ed25519 public key (PEM file) whose signature a snapshot must carry.
     gallery_public_key: str | None = setting(None, nonempty=True)
+    #: The household's backup passphrase (0600 file); the systemd credential
+    #: ``gallery-passphrase`` wins when the unit passes one.
+    gallery_passphrase_file: str | None = setting(None, nonempty=True)
 
     def __post_init__(self) -> None:
         check_fields(self, "mqtt")

@@ -201,3 +201,91 @@ def test_gallery_sync_needs_the_publishers_public_key_and_a_readonly_signing_key
         load_private_key(tmp_path / "k")
     with pytest.raises(ConfigError, match="not overwriting"):
         generate_keypair(tmp_path / "k")
+
+
+# --- the real thing: encrypted gallery backups between two daemons ---------------------------------------
+def test_two_daemons_take_the_households_encrypted_gallery_and_refuse_a_tampered_one(broker, keys, tmp_path):
+    pytest.importorskip("facegate.edge.gallery.backup", reason="needs the encrypted gallery backups "
+                        "(facegate gallery export/import)")
+    from dataclasses import replace
+
+    import numpy as np
+
+    from facegate.edge.align import NO_QUALITY_GATE
+    from facegate.edge.audit import AuditLog
+    from facegate.edge.camera import ReplaySource
+    from facegate.edge.config import Config
+    from facegate.edge.gallery import Gallery
+    from facegate.edge.lock import LogLock
+    from facegate.edge.pipeline import FacePipeline
+    from facegate.edge.service import DoorDaemon, NullNotifier
+    from facegate.edge.types import Embedding
+    from tests.conftest import FakeDetector, FakeEmbedder
+
+    _, public_path = keys
+    topic = f"facegate/household_{tmp_path.name[-6:]}/gallery"
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("correct horse battery staple\n")
+    passphrase.chmod(0o600)
+    emb = FakeEmbedder()
+
+    # the publishing door: two people, exported (encrypted), then signed and published
+    home = tmp_path / "home"
+    home.mkdir()
+    with Gallery(home / "gallery.db") as g:
+        g.enroll("alice", [Embedding(emb.vector_for(1), emb.model_id)])
+        g.enroll("bob", [Embedding(emb.vector_for(2), emb.model_id)])
+    export = tmp_path / "household.backup"
+    assert main(["gallery", "export", str(export), "--gallery", str(home / "gallery.db"),
+                 "--passphrase-file", str(passphrase)]) == 0
+    publisher = tmp_path / "publisher.toml"
+    publisher.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ngallery_topic = "{topic}"\n')
+
+    def door(name: str):
+        folder = tmp_path / name
+        folder.mkdir()
+        base = Config.default()
+        cfg = replace(base, lock=replace(base.lock, type="log"), quality=NO_QUALITY_GATE,
+                      storage=replace(base.storage, gallery=str(folder / "gallery.db")),
+                      daemon=replace(base.daemon, watchdog=False),
+                      mqtt=MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, base_topic=f"facegate/{name}",
+                                      client_id=name, gallery_sync=True, gallery_topic=topic,
+                                      gallery_public_key=str(public_path),
+                                      gallery_passphrase_file=str(passphrase)))
+        gallery = Gallery(cfg.storage.gallery)
+        gallery.enroll("mallory", [Embedding(emb.vector_for(3), emb.model_id)])  # replaced by the snapshot
+        d = DoorDaemon(cfg, source=ReplaySource([np.zeros((8, 8, 3), np.uint8)]), lock=LogLock(),
+                       gallery=gallery, audit=AuditLog(cfg.storage.gallery), notifier=NullNotifier(),
+                       pipeline=FacePipeline(FakeDetector(), FakeEmbedder(), NO_QUALITY_GATE))
+        watcher = Watcher(broker.port, (f"facegate/{name}/gallery/result",), client_id=f"w-{name}").start()
+        return d, gallery, watcher
+
+    doors = [door("kitchen"), door("garage")]
+    try:
+        assert all(d.sinks[0].link.wait_connected(5) for d, _, _ in doors)
+        assert main(["gallery", "publish", str(export), "--signing-key", str(tmp_path / "household.key"),
+                     "--config", str(publisher)]) == 0
+        for d, gallery, watcher in doors:
+            result = watcher.wait_for(watcher.topics[0], timeout=20).json()
+            assert result["applied"], result
+            assert sorted(p.name for p in gallery.people()) == ["alice", "bob"]  # mallory is gone: a swap
+            assert gallery.identify(Embedding(emb.vector_for(1), emb.model_id), 0.5).name == "alice"
+        good = json.loads(doors[0][2].messages[0].payload)["version"]
+        tampered = seal_snapshot(export.read_bytes()[:-1] + b"\x00", model_id=emb.model_id,
+                                 private_key=load_private_key(tmp_path / "household.key"), version=good + 1)
+        publish(broker.port, topic, _tamper_blob(tampered), retain=True)  # and its signature no longer fits
+        for d, gallery, watcher in doors:
+            result = watcher.wait_count(watcher.topics[0], 2, timeout=10)[1].json()
+            assert not result["applied"] and "tampered" in result["reason"]
+            assert sorted(p.name for p in gallery.people()) == ["alice", "bob"]
+        # signed, but the backup inside was altered: the backup's own AES-GCM check refuses it
+        publish(broker.port, topic, tampered, retain=True)
+        for d, gallery, watcher in doors:
+            result = watcher.wait_count(watcher.topics[0], 3, timeout=20)[2].json()
+            assert not result["applied"] and "import failed" in result["reason"], result
+            assert sorted(p.name for p in gallery.people()) == ["alice", "bob"]
+    finally:
+        for d, gallery, watcher in doors:
+            watcher.stop()
+            d.close()
+            gallery.close()
