@@ -221,43 +221,15 @@ class DoorDaemon:
         self.stats.processing_ms.append(ms)
         if self._should_audit(decision, frame.timestamp):
             decision = replace(decision, latency_ms=round(ms, 1))
+            self._to_sinks(decision, face.crop.image if face is not None else None)
             event = self.audit.record(decision)
             if self.faces_dir is not None and face is not None:
                 self._save_face(event, decision, face.crop.image)
-            self._to_sinks(decision, face.crop.image if self.faces_dir is not None and face is not None else None)
         else:
             log.debug("frame %d: %s %s", frame.index, decision.outcome, decision.reason)
         if self.on_decision is not None:
             self.on_decision(frame, decision)
         return decision
-
-    def _to_sinks(self, decision: Decision, crop=None) -> None:
-        for sink in self.sinks:
-            try:
-                sink.decision(decision, crop)
-            except Exception:  # a sink never stops the door
-                log.exception("event sink %r failed", sink)
-
-    def unlock_remotely(self, source: str, user: str | None = None) -> Decision:
-        """A remote unlock (MQTT) through the grant's own lock path: audited first, then the pulse.
-
-        Recorded before the door opens, so no remote unlock goes unaudited: if
-        the audit write fails, the door stays locked and the error says why.
-        """
-        decision = Decision(time.time(), Outcome.GRANT, name=None, distance=None, threshold=None, model_id=None,
-                            reason=f"remote unlock via {source}" + (f" (user {user})" if user else ""),
-                            extra={"source": source, **({"user": user} if user else {})})
-        self.audit.record(decision)
-        self.lock.unlock(self.config.lock.unlock_seconds)
-        self.stats.grants += 1
-        self._to_sinks(decision)
-        return decision
-
-    def gallery_importer(self):
-        """The function that swaps the gallery for a signed household snapshot (see facegate.edge.mqtt.sync)."""
-        from ..mqtt.importer import gallery_importer
-
-        return gallery_importer(self.config, self.gallery)
 
     def _save_face(self, event: int, decision: Decision, crop) -> None:
         """Keep the aligned crop of an audited decision (only when the user turned it on)."""
@@ -298,6 +270,34 @@ class DoorDaemon:
                 # measured on the monotonic clock, like the unlock, from when the frame was taken
                 self._visit_start = frame.timestamp
             self._last_face = frame.timestamp
+
+    def _to_sinks(self, decision: Decision, crop=None) -> None:
+        for sink in self.sinks:
+            try:
+                sink.decision(decision, crop)
+            except Exception:  # a sink never stops the door
+                log.exception("event sink %r failed", sink)
+
+    def unlock_remotely(self, source: str, user: str | None = None) -> Decision:
+        """A remote unlock (MQTT) through the grant's own lock path: audited first, then the pulse.
+
+        Recorded before the door opens, so no remote unlock goes unaudited: if
+        the audit write fails, the door stays locked and the error says why.
+        """
+        decision = Decision(time.time(), Outcome.GRANT, name=None, distance=None, threshold=None, model_id=None,
+                            reason=f"remote unlock via {source}" + (f" (user {user})" if user else ""),
+                            extra={"source": source, **({"user": user} if user else {})})
+        self.audit.record(decision)
+        self.lock.unlock(self.config.lock.unlock_seconds)
+        self.stats.grants += 1
+        self._to_sinks(decision)
+        return decision
+
+    def gallery_importer(self):
+        """The function that swaps the gallery for a signed household snapshot (see facegate.edge.mqtt.sync)."""
+        from ..mqtt.importer import gallery_importer
+
+        return gallery_importer(self.config, self.gallery)
 
     def status_line(self) -> str:
         s = self.stats

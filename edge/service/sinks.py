@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 
 class EventSink(Protocol):
     def decision(self, decision: Decision, crop: np.ndarray | None = None) -> None:
-        """An audited decision; ``crop`` only when face-image saving is on."""
+        """An audited decision, and the face crop it was made on (None without a face).
+
+        The crop is personal data: a sink must neither keep nor send it unless
+        ``[storage] save_face_images`` is on (and, for MQTT, ``publish_face_crops``).
+        """
 
     def lock_state(self, state: str) -> None:
         """``locked``, ``unlocked`` or ``jammed``, as the lock drives (or fails to drive) its output."""
