@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..settings import check_fields, fail, setting
 
-__all__ = ["MqttConfig", "check_mqtt", "read_password"]
+__all__ = ["MqttConfig", "check_mqtt", "demo_mqtt", "read_password"]
 
 #: One MQTT topic level made of characters every broker and Home Assistant accept in ids.
 _LEVEL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -153,3 +153,12 @@ def _first_line(path: Path) -> str:
     if not line:
         raise ConfigError(f"mqtt password: {path} is empty")
     return line
+
+
+def demo_mqtt(address: str) -> MqttConfig:
+    """``facegate demo --mqtt HOST:PORT``: the demo door on a broker, Frigate-style events included."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--mqtt: expected HOST:PORT, got {address!r}")
+    return MqttConfig(enabled=True, host=host.strip("[]"), port=int(port), base_topic="facegate/demo",
+                      device_name="facegate demo", client_id="facegate-demo", frigate_events=True)
