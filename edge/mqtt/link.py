@@ -80,7 +80,7 @@ class MqttLink:
     def __init__(self, cfg: MqttConfig, *, password: str | None = None, will: Message | None = None,
                  on_connect: Callable[[], None] | None = None,
                  handlers: dict[str, Callable[[Incoming], None]] | None = None) -> None:
-        mqtt = _paho()
+        self._mqtt = mqtt = _paho()
         self.cfg = cfg
         self.secure = bool(cfg.tls and cfg.username)
         self._on_connect_hook = on_connect
@@ -257,7 +257,7 @@ class MqttLink:
                     break
                 info = self._client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                 # NO_CONN: paho keeps a QoS 1 message and sends it after the reconnect.
-                if info.rc not in (0, 4):  # MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN
+                if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):
                     self._requeue(msg)
                     break
                 with self._mutex:

@@ -362,3 +362,41 @@ def test_the_last_will_says_offline_when_the_daemon_process_is_killed(broker, ba
         proc.wait()
         watcher.stop()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+
+
+class _Beats:
+    def __init__(self) -> None:
+        self.watchdog: list[float] = []
+
+    def notify(self, state: str) -> None:
+        if "WATCHDOG=1" in state:
+            self.watchdog.append(time.monotonic())
+
+
+def test_the_watchdog_is_fed_as_usual_while_the_broker_never_answers(base, tmp_path, tmp_gallery, fake_detector,
+                                                                     fake_embedder, file_camera):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    tmp_gallery.enroll("alice", [Embedding(fake_embedder.vector_for(1), fake_embedder.model_id)])
+    cfg = daemon_config(tmp_path, mqtt_cfg(silent.getsockname()[1], base, queue_size=3))
+    cfg = replace(cfg, daemon=replace(cfg.daemon, watchdog=True))
+    beats, lock = _Beats(), LogLock(unlock_seconds=0.1)
+    try:
+        with AuditLog(cfg.storage.gallery) as audit, DoorDaemon(
+                cfg, source=file_camera([frame(w) for w in [None, 1, 1, 1, 1, None] + [2] * 10]), lock=lock,
+                gallery=tmp_gallery, audit=audit, pipeline=FacePipeline(fake_detector, fake_embedder, cfg.quality),
+                notifier=beats) as daemon:
+            stats = daemon.run()
+            link = daemon.sinks[0].link.stats
+            audited = len(audit.recent())
+    finally:
+        silent.close()
+        lock.close()
+    assert stats.grants == 1 and stats.denies >= 1  # the door decided and opened as ever
+    assert not link.connected and link.queued == min(audited, 3)  # its events wait, bounded
+    assert link.queued + link.dropped == audited
+    gaps = np.diff(beats.watchdog)
+    assert len(beats.watchdog) >= stats.frames and gaps.max() < 1.0, gaps.max()
