@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,16 +118,19 @@ class MqttLink:
     # -- what the door calls (never blocks) ------------------------------------------
     def publish(self, msg: Message) -> None:
         """Queue an event; past ``queue_size`` the oldest queued event is dropped."""
+        dropped = 0
         with self._mutex:
             if self._closed:
                 return
             if len(self._events) >= self.cfg.queue_size:
                 self._events.popleft()
                 self._dropped += 1
-                if self._dropped == 1 or self._dropped % 100 == 0:
-                    log.warning("mqtt: broker unreachable, %d event(s) dropped so far", self._dropped)
+                dropped = self._dropped
             self._events.append(msg)
         self._wake.set()
+        if dropped == 1 or (dropped and dropped % 100 == 0):
+            log.warning("mqtt: broker unreachable, %d event(s) dropped so far (queue_size %d)",
+                        dropped, self.cfg.queue_size)
 
     def set_state(self, msg: Message) -> None:
         """Set a retained topic's latest value; only the newest is sent, and again on reconnect."""
@@ -153,8 +157,6 @@ class MqttLink:
 
     def wait_idle(self, timeout: float) -> bool:
         """Until every queued event and state was handed over and acknowledged (tests, close)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._mutex:
@@ -200,8 +202,6 @@ class MqttLink:
 
     def _drain(self, timeout: float) -> None:
         """On close: hand over what is still queued, for at most ``timeout`` seconds."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._connected.is_set():
             msg = self._next()
