@@ -1,7 +1,7 @@
 """Home Assistant MQTT discovery payloads: the door appears with no YAML.
 
-One device (identifiers, name, manufacturer, model, the face model's id and
-facegate's version) carries four entities:
+One device (identifiers, name, manufacturer, model = the face model's id,
+sw_version = facegate's version) carries four entities:
 
 * ``lock``: state ``LOCKED`` / ``UNLOCKED`` / ``JAMMED`` following the relay;
   its ``command_topic`` is required by Home Assistant and refused by the door
@@ -38,16 +38,15 @@ def facegate_version() -> str:
 
 
 def _device(cfg: MqttConfig, model_id: str | None) -> dict:
-    device = {
+    # "model" is the face model the door runs: what decides who gets in, and what
+    # a gallery snapshot must match (the device block's schema has no better key).
+    return {
         "identifiers": [cfg.node_id],
         "name": cfg.device_name,
         "manufacturer": "facegate",
-        "model": "facegate face door",
+        "model": model_id or "facegate face door",
         "sw_version": facegate_version(),
     }
-    if model_id:
-        device["model_id"] = model_id
-    return device
 
 
 def discovery_messages(cfg: MqttConfig, model_id: str | None) -> dict[str, dict]:

@@ -79,7 +79,7 @@ def test_home_assistant_discovers_a_lock_an_event_and_a_sensor_on_one_device(bro
             assert entity["device"] == lock["device"]  # one device block
             assert entity["unique_id"].startswith(node)
         device = lock["device"]
-        assert device["identifiers"] == [node] and device["model_id"] == "facegate-irn-0123456789ab"
+        assert device["identifiers"] == [node] and device["model"] == "facegate-irn-0123456789ab"
         assert device["sw_version"] and device["manufacturer"] == "facegate"
         assert ha.wait_for(f"{base}/availability").payload == b"online"
         assert ha.wait_for(f"{base}/lock").payload == b"LOCKED"
