@@ -288,3 +288,16 @@ def test_two_daemons_take_the_households_encrypted_gallery_and_refuse_a_tampered
             watcher.stop()
             d.close()
             gallery.close()
+
+
+def test_publish_refuses_in_one_line_when_the_broker_is_not_there(keys, tmp_path, capsys):
+    config = tmp_path / "publisher.toml"
+    config.write_text('[mqtt]\nhost = "127.0.0.1"\nport = 9\n')  # nothing listens on the discard port
+    export = tmp_path / "gallery.export"
+    export.write_bytes(b"blob")
+    args = ["gallery", "publish", str(export), "--model-id", MODEL, "--config", str(config), "--timeout", "2"]
+    assert main(args) == 2
+    assert "needs --signing-key" in capsys.readouterr().err
+    assert main([*args, "--signing-key", str(tmp_path / "household.key")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("facegate gallery: error: cannot reach the broker at 127.0.0.1:9") and "\n" not in err

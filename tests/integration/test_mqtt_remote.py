@@ -189,3 +189,23 @@ def test_the_rate_limit_window_slides() -> None:
     assert [judge.handle(msg).accepted for _ in range(3)] == [True, True, False]
     now[0] = 10.0
     assert judge.handle(msg).accepted
+
+
+def test_even_with_the_config_check_bypassed_a_plain_connection_cannot_unlock(broker, base):
+    from facegate.edge.mqtt.door import MqttDoor
+
+    opened: list[int] = []
+    plain = MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, base_topic=base, client_id="door-plain",
+                       keepalive_seconds=5)
+    door = MqttDoor(plain, model_id="m", unlock=lambda: opened.append(1), lock=lambda: None).start()
+    door.commands.enabled = True  # as if remote_unlock had been switched on without TLS
+    watcher = Watcher(broker.port, (f"{base}/lock/result",), client_id="w-plain").start()
+    try:
+        assert door.link.wait_connected(5)
+        publish(broker.port, f"{base}/lock/set", "UNLOCK")
+        result = watcher.wait_for(f"{base}/lock/result").json()
+        assert not result["accepted"] and "TLS connection with a username" in result["reason"]
+        assert opened == []
+    finally:
+        watcher.stop()
+        door.close()
