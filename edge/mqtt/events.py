@@ -1,7 +1,8 @@
 """What a decision looks like on MQTT: Home Assistant's event, the last person, a Frigate-style event.
 
 Pure functions of a :class:`~facegate.edge.types.Decision`, so the payloads
-are tested without a broker. Only audited decisions are published (grant,
+are tested without a broker. A refusal never names anyone: only a grant
+carries a person's name (and its reason text). Only audited decisions are published (grant,
 deny, lockout, and remote unlocks): one message per attempt, not per frame.
 """
 
@@ -76,7 +77,9 @@ def ha_event(decision: Decision) -> dict[str, Any] | None:
         "distance": _finite(decision.distance),
         "threshold": _finite(decision.threshold),
         "model_id": decision.model_id,
-        "reason": decision.reason,
+        # A refusal's reason may name the nearest enrolled person: that stays in
+        # the door's audit log and never goes to the broker.
+        "reason": decision.reason if decision.outcome == Outcome.GRANT else None,
         "source": decision.extra.get("source", "camera"),
         "timestamp": _iso(decision.timestamp),
     }

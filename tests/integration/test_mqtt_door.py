@@ -48,9 +48,10 @@ def mqtt_cfg(port: int, base: str, **kw) -> MqttConfig:
                       client_id=f"door-{base.split('_')[-1]}", keepalive_seconds=5, **kw)
 
 
-def decision(outcome: str, name: str | None = None, distance: float | None = 0.4, **kw) -> Decision:
+def decision(outcome: str, name: str | None = None, distance: float | None = 0.4, reason: str = "test",
+             **kw) -> Decision:
     return Decision(timestamp=time.time(), outcome=Outcome(outcome), name=name, distance=distance, threshold=0.8,
-                    model_id="facegate-irn-0123456789ab", reason="test", frames_used=3, **kw)
+                    model_id="facegate-irn-0123456789ab", reason=reason, frames_used=3, **kw)
 
 
 def test_home_assistant_discovers_a_lock_an_event_and_a_sensor_on_one_device(broker, base):
@@ -141,7 +142,8 @@ def test_decisions_become_events_with_attributes_and_the_last_person(broker, bas
     try:
         door.decision(decision("grant", "alice", 0.41))
         door.decision(decision("deny", None, 1.2))  # nobody near: an unknown face
-        door.decision(decision("deny", None, 0.7))  # near someone, refused (e.g. conflicting frames)
+        door.decision(decision("deny", None, 0.7, reason="conflicting identities: bob, carol; nearest bob at 0.7",
+                               extra={"best_name": "bob"}))  # near someone, refused
         door.decision(decision("lockout", None, None))
         door.decision(decision("deny", None, 0.5, extra={"liveness": "planar motion"}))
         door.decision(decision("pending", None, 0.4))  # per-frame outcomes are not published
@@ -159,6 +161,8 @@ def test_decisions_become_events_with_attributes_and_the_last_person(broker, bas
         assert frigate[1]["name"] == "unknown" and len({f["id"] for f in frigate}) == 5
         assert not any("crop_jpeg_base64" in f for f in frigate)  # never without being asked
         assert len(watcher.on(f"{base}/decision")) == 5
+        # a refusal never names the enrolled people it was near to
+        assert not any(b"bob" in m.payload or b"carol" in m.payload for m in watcher.messages)
     finally:
         door.close()
         watcher.stop()
