@@ -64,8 +64,9 @@ class MqttConfig:
     frigate_events: bool = False
     #: The "camera" field of those events.
     camera_name: str = setting("facegate", nonempty=True)
-    #: Attach the aligned face crop (JPEG, base64) to those events; needs
-    #: ``[storage] save_face_images = true`` as well. Personal data: off by default.
+    #: Publish the aligned face crop of each published decision as JPEG on
+    #: ``<base_topic>/snapshot``; needs ``[storage] save_face_images = true`` as
+    #: well. Personal data: off by default.
     publish_face_crops: bool = False
     #: Accept UNLOCK on ``<base_topic>/lock/set``: anyone the broker lets write
     #: that topic can open the door. Needs ``tls`` and ``username``.

@@ -18,7 +18,7 @@ import numpy as np
 from ..types import Decision
 from .config import MqttConfig, read_password
 from .discovery import discovery_messages, encode
-from .events import frigate_event, ha_event, last_person
+from .events import frigate_event, ha_event, jpeg, last_person
 from .link import Incoming, Message, MqttLink
 from .remote import RemoteCommands
 from .sync import GallerySync
@@ -71,7 +71,7 @@ class MqttDoor:
         self.link.start()
         return self
 
-    def decision(self, decision: Decision, crop: np.ndarray | None = None) -> None:
+    def decision(self, decision: Decision) -> None:
         """An audited decision: the event entity, the last person, the optional Frigate event."""
         event = ha_event(decision)
         if event is None:
@@ -81,10 +81,17 @@ class MqttDoor:
         if person is not None:
             self.link.set_state(Message(self.topics.last_person, _json(person), retain=True))
         if self.cfg.frigate_events:
-            fevent = frigate_event(decision, camera=self.cfg.camera_name,
-                                   crop=crop if self.crops_allowed else None)
+            fevent = frigate_event(decision, camera=self.cfg.camera_name)
             if fevent is not None:
                 self.link.publish(Message(self.topics.events, _json(fevent)))
+
+    def face_crop(self, decision: Decision, crop: np.ndarray) -> None:
+        """The crop of a published decision, as JPEG on ``<base>/snapshot``: only when both switches are on."""
+        if not self.crops_allowed or ha_event(decision) is None:
+            return
+        data = jpeg(crop)
+        if data is not None:
+            self.link.publish(Message(self.topics.snapshot, data))
 
     def lock_state(self, state: str) -> None:
         """``locked`` / ``unlocked`` / ``jammed`` from the lock (called with the lock held: only queue)."""

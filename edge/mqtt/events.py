@@ -8,7 +8,6 @@ deny, lockout, and remote unlocks): one message per attempt, not per frame.
 
 from __future__ import annotations
 
-import base64
 import math
 import uuid
 from datetime import datetime, timezone
@@ -18,7 +17,7 @@ import numpy as np
 
 from ..types import Decision, Outcome
 
-__all__ = ["event_type", "frigate_event", "ha_event", "last_person", "similarity"]
+__all__ = ["event_type", "frigate_event", "ha_event", "jpeg", "last_person", "similarity"]
 
 
 def _finite(x: float | None) -> float | None:
@@ -95,12 +94,8 @@ def last_person(decision: Decision) -> dict[str, Any] | None:
             "distance": _finite(decision.distance), "model_id": decision.model_id}
 
 
-def frigate_event(decision: Decision, *, camera: str, crop: np.ndarray | None = None) -> dict[str, Any] | None:
-    """A Frigate / Double Take style event: id, camera, name, score, timestamp (plus the door's own fields).
-
-    ``crop`` is attached (JPEG, base64) only when the caller was allowed to pass
-    it: face-image saving on *and* ``publish_face_crops`` asked for.
-    """
+def frigate_event(decision: Decision, *, camera: str) -> dict[str, Any] | None:
+    """A Frigate / Double Take style event: id, camera, name, score, timestamp (plus the door's own fields)."""
     kind = event_type(decision)
     if kind is None:
         return None
@@ -116,10 +111,12 @@ def frigate_event(decision: Decision, *, camera: str, crop: np.ndarray | None = 
         "threshold": _finite(decision.threshold),
         "model_id": decision.model_id,
     }
-    if crop is not None:
-        import cv2
-
-        ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if ok:
-            event["crop_jpeg_base64"] = base64.b64encode(jpeg.tobytes()).decode()
     return event
+
+
+def jpeg(crop: np.ndarray) -> bytes | None:
+    """The crop as JPEG bytes (what Frigate sends on its snapshot topics)."""
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return data.tobytes() if ok else None

@@ -59,6 +59,11 @@ class Topics:
         return f"{self.base}/events"
 
     @property
+    def snapshot(self) -> str:
+        """The face crop of a published decision, JPEG bytes (only when asked for and saved anyway)."""
+        return f"{self.base}/snapshot"
+
+    @property
     def stats(self) -> str:
         """The link's own counters (queued, dropped, sent), retained."""
         return f"{self.base}/mqtt_stats"

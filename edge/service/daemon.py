@@ -28,7 +28,7 @@ from ..types import Decision, DoorEvent, DoorState, Frame, Outcome
 from .guard import StallGuard
 from .memory import pin_mmap_threshold
 from .notify import Notifier, NullNotifier, systemd_notifier
-from .sinks import EventSink, build_sinks
+from .sinks import AuditToSinks, EventSink, build_sinks, crop_to_sinks
 
 log = logging.getLogger(__name__)
 #: For the decision-latency figure: a face-free gap this long ends a visit.
@@ -92,6 +92,8 @@ class DoorDaemon:
             for sink in self.sinks:
                 if hasattr(self.lock, "add_listener"):
                     self.lock.add_listener(sink.lock_state)
+            if self.sinks:  # what is audited is published: grants, refusals, remote unlocks
+                self.audit = AuditToSinks(self.audit, self.sinks)
         except BaseException:
             self.close()
             raise
@@ -221,12 +223,13 @@ class DoorDaemon:
         self.stats.processing_ms.append(ms)
         if self._should_audit(decision, frame.timestamp):
             decision = replace(decision, latency_ms=round(ms, 1))
-            self._to_sinks(decision, face.crop.image if face is not None else None)
             event = self.audit.record(decision)
             if self.faces_dir is not None and face is not None:
                 self._save_face(event, decision, face.crop.image)
         else:
             log.debug("frame %d: %s %s", frame.index, decision.outcome, decision.reason)
+        if face is not None and self.sinks and getattr(self.audit, "last", None) is decision:
+            crop_to_sinks(self.sinks, decision, face.crop.image)
         if self.on_decision is not None:
             self.on_decision(frame, decision)
         return decision
@@ -271,13 +274,6 @@ class DoorDaemon:
                 self._visit_start = frame.timestamp
             self._last_face = frame.timestamp
 
-    def _to_sinks(self, decision: Decision, crop=None) -> None:
-        for sink in self.sinks:
-            try:
-                sink.decision(decision, crop)
-            except Exception:  # a sink never stops the door
-                log.exception("event sink %r failed", sink)
-
     def unlock_remotely(self, source: str, user: str | None = None) -> Decision:
         """A remote unlock (MQTT) through the grant's own lock path: audited first, then the pulse.
 
@@ -290,7 +286,6 @@ class DoorDaemon:
         self.audit.record(decision)
         self.lock.unlock(self.config.lock.unlock_seconds)
         self.stats.grants += 1
-        self._to_sinks(decision)
         return decision
 
     def gallery_importer(self):

@@ -19,16 +19,19 @@ from ..types import Decision
 if TYPE_CHECKING:
     from .daemon import DoorDaemon
 
-__all__ = ["EventSink", "build_sinks"]
+__all__ = ["AuditToSinks", "EventSink", "build_sinks", "crop_to_sinks"]
 
 log = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
-    def decision(self, decision: Decision, crop: np.ndarray | None = None) -> None:
-        """An audited decision, and the face crop it was made on (None without a face).
+    def decision(self, decision: Decision) -> None:
+        """A decision that was just written to the audit log (grant, refusal, lockout, remote unlock)."""
 
-        The crop is personal data: a sink must neither keep nor send it unless
+    def face_crop(self, decision: Decision, crop: np.ndarray) -> None:
+        """The face crop that audited ``decision`` was made on.
+
+        Personal data: a sink must neither keep nor send it unless
         ``[storage] save_face_images`` is on (and, for MQTT, ``publish_face_crops``).
         """
 
@@ -36,6 +39,44 @@ class EventSink(Protocol):
         """``locked``, ``unlocked`` or ``jammed``, as the lock drives (or fails to drive) its output."""
 
     def close(self) -> None: ...
+
+
+class AuditToSinks:
+    """The daemon's audit log, telling the sinks each decision it records.
+
+    Wrapping the log rather than the loop means that whatever path writes an
+    audit row (a grant before its unlock, a refusal, a remote unlock) is
+    published too, and nothing that was not audited is. Everything else is the
+    wrapped log's own.
+    """
+
+    def __init__(self, audit, sinks: list[EventSink]) -> None:
+        self._audit = audit
+        self._sinks = sinks
+        #: the decision recorded last (the loop hands its face crop over only for that one)
+        self.last: Decision | None = None
+
+    def record(self, event, *args, **kwargs):
+        row = self._audit.record(event, *args, **kwargs)
+        if isinstance(event, Decision):
+            self.last = event
+            for sink in self._sinks:
+                try:
+                    sink.decision(event)
+                except Exception:  # a sink never stops the door
+                    log.exception("event sink %r failed", sink)
+        return row
+
+    def __getattr__(self, name: str):
+        return getattr(self._audit, name)
+
+
+def crop_to_sinks(sinks: list[EventSink], decision: Decision, crop: np.ndarray) -> None:
+    for sink in sinks:
+        try:
+            sink.face_crop(decision, crop)
+        except Exception:
+            log.exception("event sink %r failed", sink)
 
 
 def build_sinks(daemon: DoorDaemon) -> list[EventSink]:

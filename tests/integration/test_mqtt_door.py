@@ -159,7 +159,6 @@ def test_decisions_become_events_with_attributes_and_the_last_person(broker, bas
         assert frigate[0]["camera"] == "porch" and frigate[0]["name"] == "alice"
         assert frigate[0]["score"] == pytest.approx(1 - 0.41**2 / 2, abs=1e-4)
         assert frigate[1]["name"] == "unknown" and len({f["id"] for f in frigate}) == 5
-        assert not any("crop_jpeg_base64" in f for f in frigate)  # never without being asked
         assert len(watcher.on(f"{base}/decision")) == 5
         # a refusal never names the enrolled people it was near to
         assert not any(b"bob" in m.payload or b"carol" in m.payload for m in watcher.messages)
@@ -170,15 +169,17 @@ def test_decisions_become_events_with_attributes_and_the_last_person(broker, bas
 
 def test_face_crops_go_out_only_when_saving_is_on_and_asked_for(broker, base):
     crop = np.full((112, 112, 3), 128, np.uint8)
-    watcher = Watcher(broker.port, (f"{base}/events",), client_id="w-crops").start()
-    asked = mqtt_cfg(broker.port, base, frigate_events=True, publish_face_crops=True)
+    watcher = Watcher(broker.port, (f"{base}/snapshot",), client_id="w-crops").start()
+    asked = mqtt_cfg(broker.port, base, publish_face_crops=True)
     for allowed in (False, True):  # image saving off, then on
         door = MqttDoor(asked, model_id="m", unlock=lambda: None, lock=lambda: None, crops_allowed=allowed).start()
-        door.decision(decision("grant", "alice"), crop=crop)
+        d = decision("grant", "alice")
+        door.decision(d)
+        door.face_crop(d, crop)
         door.link.wait_idle(5)
         door.close()
-    events = [m.json() for m in watcher.wait_count(f"{base}/events", 2)]
-    assert "crop_jpeg_base64" not in events[0] and events[1]["crop_jpeg_base64"]
+    snapshots = watcher.wait_count(f"{base}/snapshot", 2, timeout=2)
+    assert len(snapshots) == 1 and snapshots[0].payload[:2] == b"\xff\xd8"  # one JPEG: the allowed one
     watcher.stop()
 
 
@@ -301,6 +302,7 @@ def test_the_daemon_publishes_its_grant_and_the_lock_pulse(broker, base, tmp_pat
     assert watcher.wait_for(f"{base}/last_person").json()["name"] == "alice"
     states = [m.payload for m in watcher.on(f"{base}/lock")]
     assert b"UNLOCKED" in states and states[states.index(b"UNLOCKED") + 1:][:1] == [b"LOCKED"]
+    assert not watcher.on(f"{base}/snapshot")  # no face image leaves the door unless asked for
     # closing the daemon says offline on its way out
     assert watcher.wait_for(f"{base}/availability", lambda m: m.payload == b"offline")
     watcher.stop()
@@ -404,3 +406,26 @@ def test_the_watchdog_is_fed_as_usual_while_the_broker_never_answers(base, tmp_p
     assert link.queued + link.dropped == audited
     gaps = np.diff(beats.watchdog)
     assert len(beats.watchdog) >= stats.frames and gaps.max() < 1.0, gaps.max()
+
+
+def test_the_daemon_sends_the_crop_of_an_audited_decision_when_both_switches_are_on(
+        broker, base, tmp_path, tmp_gallery, fake_detector, fake_embedder, file_camera):
+    import cv2
+
+    tmp_gallery.enroll("alice", [Embedding(fake_embedder.vector_for(1), fake_embedder.model_id)])
+    cfg = daemon_config(tmp_path, mqtt_cfg(broker.port, base, publish_face_crops=True))
+    cfg = replace(cfg, storage=replace(cfg.storage, save_face_images=True))
+    watcher = Watcher(broker.port, (f"{base}/#",), client_id="w-crop-daemon").start()
+    lock = LogLock(unlock_seconds=0.2)
+    with AuditLog(cfg.storage.gallery) as audit, DoorDaemon(
+            cfg, source=file_camera([frame(w) for w in (None, 1, 1, 1, 1, None)]), lock=lock, gallery=tmp_gallery,
+            audit=audit, pipeline=FacePipeline(fake_detector, fake_embedder, cfg.quality),
+            notifier=NullNotifier()) as daemon:
+        assert daemon.sinks[0].link.wait_connected(5)
+        daemon.run()
+    lock.close()
+    snap = watcher.wait_for(f"{base}/snapshot")
+    image = cv2.imdecode(np.frombuffer(snap.payload, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (112, 112, 3)
+    assert len(watcher.on(f"{base}/snapshot")) == len(watcher.on(f"{base}/decision")) == 1  # the grant's only
+    watcher.stop()
