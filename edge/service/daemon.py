@@ -301,6 +301,7 @@ class DoorDaemon:
 
     def reload(self) -> None:
         """SIGHUP: re-read the config (keep the old one if the new is bad) and the gallery."""
+        mqtt = self.config.mqtt  # the broker link is built once: [mqtt] changes need a restart
         if self.config_path is not None:
             try:
                 new = Config.load(self.config_path)
@@ -311,13 +312,15 @@ class DoorDaemon:
                 self.policy = DecisionPolicy(new.policy)
             if new.quality != self.config.quality:
                 self.pipeline.quality = new.quality
-            if (new.camera, new.detector, new.embedder, new.lock, new.storage, new.mqtt) != (
-                self.config.camera, self.config.detector, self.config.embedder, self.config.lock, self.config.storage,
-                    self.config.mqtt):
-                log.warning("camera, detector, embedder, lock, storage and mqtt changes need a restart")
+            if (new.camera, new.detector, new.embedder, new.lock, new.storage) != (
+                self.config.camera, self.config.detector, self.config.embedder, self.config.lock, self.config.storage):
+                log.warning("camera, detector, embedder, lock and storage changes need a restart")
             self.config = Config(**{**{f: getattr(new, f) for f in ("match", "quality", "policy", "daemon")},
                                     **{f: getattr(self.config, f) for f in
-                                       ("camera", "detector", "embedder", "lock", "storage", "mqtt")}})
+                                       ("camera", "detector", "embedder", "lock", "storage")}})
+        if self.config_path is not None and new.mqtt != mqtt:
+            log.warning("[mqtt] changes need a restart")
+        self.config = replace(self.config, mqtt=mqtt)
         self.gallery.reload()
         log.info("reloaded: %d people enrolled", len(self.gallery))
         self.notifier.notify(f"STATUS=reloaded; {len(self.gallery)} people enrolled")

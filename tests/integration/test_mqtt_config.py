@@ -101,3 +101,21 @@ def test_a_failing_sink_never_stops_the_door(tmp_path, tmp_gallery, fake_detecto
     lock.close()
     assert stats.grants == 1 and [e.outcome for e in events] == ["grant"]  # decided and audited all the same
     assert sink.states[:2] == ["unlocked", "locked"] and lock.is_locked
+
+
+def test_sighup_keeps_the_running_mqtt_settings_and_takes_the_rest(tmp_path, tmp_gallery, fake_detector,
+                                                                  fake_embedder, file_camera, caplog):
+    running = MqttConfig(enabled=True, host="broker.lan", base_topic="facegate/front")
+    base = Config.default()
+    cfg = replace(base, lock=replace(base.lock, type="log"), storage=replace(base.storage, gallery=":memory:"),
+                  daemon=replace(base.daemon, watchdog=False), quality=NO_QUALITY_GATE, mqtt=running)
+    conf = tmp_path / "facegate.toml"
+    conf.write_text('[policy]\nk = 1\nn = 1\n[mqtt]\nenabled = true\nhost = "elsewhere.lan"\n')
+    lock = LogLock()
+    with DoorDaemon(cfg, config_path=conf, source=file_camera([frame(None)]), lock=lock, gallery=tmp_gallery,
+                    audit=AuditLog(":memory:"), pipeline=FacePipeline(fake_detector, fake_embedder, cfg.quality),
+                    notifier=NullNotifier(), sinks=[]) as daemon:
+        daemon.reload()
+        assert daemon.config.policy.k == 1 and daemon.config.mqtt == running
+    lock.close()
+    assert "[mqtt] changes need a restart" in caplog.text
