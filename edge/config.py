@@ -128,9 +128,9 @@ class Config:
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     lock: LockConfig = field(default_factory=LockConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
-    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     @classmethod
     def default(cls) -> Config:
@@ -195,6 +195,7 @@ class Config:
 def check_config(cfg: Config) -> None:
     """Every rule that involves more than one field, in one place."""
     # Rules within [policy] and [quality] live in their own dataclasses.
+    check_mqtt(cfg)  # [mqtt] with [storage]: edge/mqtt/config.py
     if cfg.camera.type == "replay" and cfg.camera.path is None:
         fail("camera.path", None, 'a folder or video file when camera.type = "replay"')
     if cfg.lock.door_contact_pin is not None and cfg.lock.door_contact_pin == cfg.lock.pin:
@@ -203,4 +204,3 @@ def check_config(cfg: Config) -> None:
         fail("camera.lores_width", cfg.camera.lores_width, 'no value unless camera.type = "picamera2"')
     if cfg.camera.lores_width is not None and cfg.camera.lores_width > cfg.camera.width:
         fail("camera.lores_width", cfg.camera.lores_width, f"at most camera.width ({cfg.camera.width})")
-    check_mqtt(cfg)

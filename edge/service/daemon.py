@@ -27,8 +27,8 @@ from ..policy import DecisionPolicy
 from ..types import Decision, DoorEvent, DoorState, Frame, Outcome
 from .guard import StallGuard
 from .memory import pin_mmap_threshold
-from .notify import Notifier, NullNotifier, systemd_notifier
 from .sinks import AuditToSinks, EventSink, build_sinks, crop_to_sinks
+from .notify import Notifier, NullNotifier, systemd_notifier
 
 log = logging.getLogger(__name__)
 #: For the decision-latency figure: a face-free gap this long ends a visit.
