@@ -93,6 +93,7 @@ class MqttLink:
         self._dropped = self._sent = self._connects = 0
         self._wake = threading.Event()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # the broker acknowledged our topic filters
         self._closed = False
         self._started = False
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.effective_client_id,
@@ -112,6 +113,7 @@ class MqttLink:
         client.on_connect = self._paho_connected
         client.on_disconnect = self._paho_disconnected
         client.on_message = self._paho_message
+        client.on_subscribe = lambda *args: self._subscribed.set()
         self._client = client
         self._sender = threading.Thread(target=self._send_loop, name="facegate-mqtt-send", daemon=True)
 
@@ -153,7 +155,9 @@ class MqttLink:
             return LinkStats(self._connected.is_set(), len(self._events), self._dropped, self._sent, self._connects)
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        """Until connected and subscribed (a command sent after this reaches the door)."""
+        deadline = time.monotonic() + timeout
+        return self._connected.wait(timeout) and self._subscribed.wait(max(0.0, deadline - time.monotonic()))
 
     def wait_idle(self, timeout: float) -> bool:
         """Until every queued event and state was handed over and acknowledged (tests, close)."""
@@ -219,8 +223,10 @@ class MqttLink:
         with self._mutex:
             self._connects += 1
             self._dirty.update(self._states)
-        for topic in self._handlers:
-            client.subscribe(topic, qos=1)
+        if self._handlers:
+            client.subscribe([(topic, 1) for topic in self._handlers])
+        else:
+            self._subscribed.set()
         if self._on_connect_hook is not None:
             try:
                 self._on_connect_hook()
@@ -233,6 +239,7 @@ class MqttLink:
     def _paho_disconnected(self, client, userdata, flags, reason_code, properties=None) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         if was and not self._closed:
             log.warning("mqtt: connection lost (%s); the door goes on, events are queued", reason_code)
 

@@ -89,7 +89,7 @@ def test_a_failing_sink_never_stops_the_door(tmp_path, tmp_gallery, fake_detecto
     tmp_gallery.enroll("alice", [Embedding(fake_embedder.vector_for(1), fake_embedder.model_id)])
     base = Config.default()
     cfg = replace(base, lock=replace(base.lock, type="log", unlock_seconds=0.2),
-                   policy=replace(base.policy, min_interval_seconds=0.0),  # the replay runs at 50 fps
+                  policy=replace(base.policy, min_interval_seconds=0.0),  # the replay runs at 50 fps
                   storage=replace(base.storage, gallery=str(tmp_path / "g.db")),
                   daemon=replace(base.daemon, watchdog=False), quality=NO_QUALITY_GATE)
     lock, sink = LogLock(unlock_seconds=0.2), BrokenSink()
