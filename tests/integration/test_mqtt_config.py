@@ -17,6 +17,8 @@ from facegate.edge.pipeline import FacePipeline
 from facegate.edge.service import DoorDaemon, NullNotifier
 from facegate.edge.types import Embedding
 
+from .test_mqtt_door import fake_stage_config
+
 
 def test_mqtt_is_off_unless_enabled_and_every_key_is_checked() -> None:
     assert not Config.default().mqtt.enabled
@@ -87,11 +89,10 @@ def frame(who: int | None) -> np.ndarray:
 
 def test_a_failing_sink_never_stops_the_door(tmp_path, tmp_gallery, fake_detector, fake_embedder, file_camera):
     tmp_gallery.enroll("alice", [Embedding(fake_embedder.vector_for(1), fake_embedder.model_id)])
-    base = Config.default()
+    base = fake_stage_config(Config.default())
     cfg = replace(base, lock=replace(base.lock, type="log", unlock_seconds=0.2),
-                  policy=replace(base.policy, min_interval_seconds=0.0),  # the replay runs at 50 fps
                   storage=replace(base.storage, gallery=str(tmp_path / "g.db")),
-                  daemon=replace(base.daemon, watchdog=False), quality=NO_QUALITY_GATE)
+                  daemon=replace(base.daemon, watchdog=False))
     lock, sink = LogLock(unlock_seconds=0.2), BrokenSink()
     with AuditLog(cfg.storage.gallery) as audit, DoorDaemon(
             cfg, source=file_camera([frame(w) for w in (None, 1, 1, 1, 1, None)]), lock=lock, gallery=tmp_gallery,
