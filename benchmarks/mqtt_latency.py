@@ -33,8 +33,10 @@ from tests.integration.mqtt_broker import Broker, free_port  # noqa: E402
 
 def decision(i: int) -> Decision:
     # one millisecond apart, mid-millisecond: the published timestamp names the event exactly
-    return Decision(timestamp=1.8e9 + i / 1000 + 0.0005, outcome=Outcome.GRANT if i % 2 else Outcome.DENY, name=f"p{i}" if i % 2
-                    else None, distance=0.4, threshold=0.9, model_id="bench", reason="bench", frames_used=3)
+    grant = bool(i % 2)
+    return Decision(timestamp=1.8e9 + i / 1000 + 0.0005, outcome=Outcome.GRANT if grant else Outcome.DENY,
+                    name=f"p{i}" if grant else None, distance=0.4, threshold=0.9, model_id="bench", reason="bench",
+                    frames_used=3)
 
 
 def call_times(door: MqttDoor, n: int) -> np.ndarray:
