@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from .align import MIN_FACE_PX, QualityThresholds
 from .embed import DEFAULT_EMBEDDER
+from .mqtt.config import MqttConfig, check_mqtt
 from .errors import ConfigError
 from .image.limits import ImageLimits
 from .policy import PolicyConfig
@@ -37,6 +38,7 @@ __all__ = [
     "ImageLimits",
     "LockConfig",
     "MatchConfig",
+    "MqttConfig",
     "PolicyConfig",
     "QualityThresholds",
     "StorageConfig",
@@ -137,6 +139,7 @@ class Config:
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     lock: LockConfig = field(default_factory=LockConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     #: Caps on every image file read (enroll, verify, identify, replay): see docs/security-input.md.
@@ -224,6 +227,7 @@ def _read_config_bytes(p: Path) -> bytes:
 def check_config(cfg: Config) -> None:
     """Every rule that involves more than one field, in one place."""
     # Rules within [policy] and [quality] live in their own dataclasses.
+    check_mqtt(cfg)  # [mqtt] with [storage]: edge/mqtt/config.py
     if cfg.camera.type == "replay" and cfg.camera.path is None:
         fail("camera.path", None, 'a folder or video file when camera.type = "replay"')
     if cfg.lock.door_contact_pin is not None and cfg.lock.door_contact_pin == cfg.lock.pin:

@@ -151,3 +151,12 @@ class FacegateWarning(Warning):
 
 class BackendFallback(FacegateWarning):
     """A preferred backend was unavailable and another one is used instead."""
+
+
+# --- MQTT (edge/mqtt) -----------------------------------------------------------
+class MqttError(FacegateError):
+    """The broker cannot be reached or refused what was sent (the door itself never waits on it)."""
+
+
+class SnapshotRefused(MqttError, ValueError):
+    """A gallery snapshot is unsigned, tampered, older, or for another model; nothing was changed."""

@@ -344,6 +344,9 @@ def _register_more(sub, add) -> None:
             ep.load()(sub)
         except Exception as exc:  # a broken plugin must not take the door's CLI down
             log.warning("facegate command plugin %s failed to load: %s", ep.name, exc)
+    from ..mqtt.cli import register as register_mqtt  # after the others: it adds to `gallery` if there is one
+
+    register_mqtt(sub, add)
 
 
 def _one_line(exc: BaseException) -> str:
