@@ -30,11 +30,15 @@ __all__ = ["check_fields", "convert", "fail", "find_key_line", "printable", "set
 
 
 def setting(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-            lt: float | None = None, nonempty: bool = False) -> Any:
-    """A dataclass field with bounds in its metadata, read by :func:`convert`."""
+            lt: float | None = None, nonempty: bool = False, pattern: str | None = None,
+            pattern_text: str | None = None) -> Any:
+    """A dataclass field with bounds (or a string's regular expression) in its metadata, read by :func:`convert`."""
     meta = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
     if nonempty:
         meta["nonempty"] = True
+    if pattern is not None:
+        meta["pattern"] = pattern
+        meta["pattern_text"] = pattern_text or f"a string matching {pattern}"
     return field(default=default, metadata=meta)
 
 
@@ -192,6 +196,8 @@ def convert(value: Any, tp: Any, key: str, meta: dict[str, Any] | None = None) -
             fail(key, value, "a string")
         if meta.get("nonempty") and not value.strip():
             fail(key, value, "a non-empty string")
+        if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+            fail(key, value, meta["pattern_text"])
         return value
     raise TypeError(f"config field {key} has an unsupported type hint {tp!r}")
 

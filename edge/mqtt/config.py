@@ -23,6 +23,10 @@ __all__ = ["MqttConfig", "check_mqtt", "demo_mqtt", "read_password"]
 
 #: One MQTT topic level made of characters every broker and Home Assistant accept in ids.
 _LEVEL = re.compile(r"^[A-Za-z0-9_-]+$")
+_ID = r"[A-Za-z0-9_-]+"
+_TOPIC = r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*"
+_TOPIC_TEXT = ("topic levels of letters, digits, '_' or '-' separated by '/' "
+               "(no wildcards, no empty level, no leading or trailing '/')")
 #: systemd credential read before ``password_file`` (``LoadCredential=mqtt-password:...``).
 PASSWORD_CREDENTIAL = "mqtt-password"
 
@@ -49,12 +53,12 @@ class MqttConfig:
     #: the systemd credential ``mqtt-password`` wins when the unit passes one.
     password_file: str | None = setting(None, nonempty=True)
     #: None: "facegate-<hostname>". Two doors must not share one.
-    client_id: str | None = setting(None, nonempty=True)
+    client_id: str | None = setting(None, nonempty=True, pattern=_ID, pattern_text="letters, digits, '_' or '-'")
     #: Every topic of this door starts here; give each door its own.
-    base_topic: str = setting("facegate/door", nonempty=True)
+    base_topic: str = setting("facegate/door", nonempty=True, pattern=_TOPIC, pattern_text=_TOPIC_TEXT)
     #: Home Assistant's discovery prefix; ``discovery = false`` publishes no config.
     discovery: bool = True
-    discovery_prefix: str = setting("homeassistant", nonempty=True)
+    discovery_prefix: str = setting("homeassistant", nonempty=True, pattern=_TOPIC, pattern_text=_TOPIC_TEXT)
     #: The device's name in Home Assistant.
     device_name: str = setting("Face door", nonempty=True)
     keepalive_seconds: int = setting(30, ge=5, le=3600)
@@ -75,7 +79,7 @@ class MqttConfig:
     remote_unlock_window_seconds: float = setting(60.0, gt=0, le=86400)
     #: Take signed gallery snapshots from ``gallery_topic`` (several doors, one household).
     gallery_sync: bool = False
-    gallery_topic: str = setting("facegate/household/gallery", nonempty=True)
+    gallery_topic: str = setting("facegate/household/gallery", nonempty=True, pattern=_TOPIC, pattern_text=_TOPIC_TEXT)
     #: Ed25519 public key (PEM file) whose signature a snapshot must carry.
     gallery_public_key: str | None = setting(None, nonempty=True)
     #: The household's backup passphrase (0600 file); the systemd credential
@@ -118,7 +122,7 @@ def check_mqtt(cfg) -> None:
     m: MqttConfig = cfg.mqtt
     if m.publish_face_crops and not cfg.storage.save_face_images:
         fail("mqtt.publish_face_crops", True,
-             "face crops are published only when [storage] save_face_images = true as well", got=False)
+             "face crops are published only when storage.save_face_images = true as well", got=False)
 
 
 def read_password(cfg: MqttConfig, credentials_dir: str | None = None) -> str | None:

@@ -44,12 +44,14 @@ def test_marking_round_trip(tmp_path):
         listed = list_decisions(log)
         assert [(e.id, e.outcome, e.markable, e.marked_wrong) for e in listed] == [
             (deny, "deny", True, False), (grant, "grant", True, False)]
-        assert listed[0].best_name == "bob"
+        assert listed[0].best_name is None  # a refusal names nobody (privacy)
 
         fb = mark_wrong(log, grant)  # a stranger let in as alice
         assert (fb.outcome, fb.name, fb.actual) == ("grant", "alice", None)
         assert np.array_equal(fb.vector, vec(1))
-        fb2 = mark_wrong(log, deny)  # bob refused: the nearest person is taken to be who it was
+        with pytest.raises(AuditError, match="--was"):
+            mark_wrong(log, deny)  # the refusal did not record who was nearest: the user says who it was
+        fb2 = mark_wrong(log, deny, actual="bob")
         assert fb2.actual == "bob"
     # marks survive reopening, and only marked decisions come back for calibration
     with AuditLog(path, wallclock=lambda: NOW) as log:

@@ -115,6 +115,8 @@ def _valid_value(f: dataclasses.Field) -> st.SearchStrategy:
     if kind is float:
         lo, hi = meta.get("ge", meta.get("gt", -1e6)), meta.get("le", meta.get("lt", 1e6))
         return st.floats(lo, hi, exclude_min="gt" in meta, exclude_max="lt" in meta)
+    if "pattern" in meta:  # a format (an MQTT topic, a client id): valid strings are those it matches
+        return st.from_regex(meta["pattern"], fullmatch=True).filter(lambda v: len(v) <= 40)
     return st.text(st.characters(codec="utf-8"), min_size=1, max_size=10).filter(str.strip)
 
 
