@@ -39,7 +39,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,7 +48,8 @@ from .errors import AuditError, AuditSchemaError, GalleryError
 from .gallery.files import PRIVATE, write_private
 from .types import AUDITED_OUTCOMES, Decision, DoorEvent, DoorState, Outcome
 
-__all__ = ["AuditLog"]
+__all__ = ["AuditEntry", "AuditLog", "Feedback", "clear_mark", "hold_embedding", "list_decisions", "mark_wrong",
+           "marked_feedback"]
 
 logger = logging.getLogger("facegate.audit")
 
@@ -372,3 +373,192 @@ class AuditLog:
 
     def __repr__(self) -> str:
         return f"<AuditLog {self.path!r}{' closed' if self.closed else ''}>"
+
+
+# --- field feedback: listing decisions, marking the wrong ones ---------------------------
+# Kept apart from AuditLog's own methods. The two tables are created here, on first use
+# and with IF NOT EXISTS, rather than by a numbered gallery migration, so that they add
+# nothing to the schema version; a file without them simply has no feedback yet.
+#
+# ``held_embeddings``: the face embedding (numbers, never an image) of the newest
+# HELD_EMBEDDINGS audited decisions, so that a wrong one can still be marked; older ones
+# are dropped as new decisions come, and each goes with its event (retention).
+# ``feedback``: the embedding of each decision marked wrong, kept for calibration.
+
+#: How many recent decisions keep their embedding for marking.
+HELD_EMBEDDINGS = 500
+#: The decisions that can be marked wrong: a grant (an impostor let in, or the wrong person)
+#: and a deny (an enrolled person refused).
+MARKABLE = ("grant", "deny")
+
+_FEEDBACK_TABLES = (
+    """CREATE TABLE IF NOT EXISTS held_embeddings (
+           event_id  INTEGER PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
+           model_id  TEXT    NOT NULL,
+           dim       INTEGER NOT NULL CHECK (dim > 0),
+           embedding BLOB    NOT NULL
+       )""",
+    """CREATE TABLE IF NOT EXISTS feedback (
+           event_id  INTEGER PRIMARY KEY,
+           ts        REAL    NOT NULL,
+           outcome   TEXT    NOT NULL,
+           name      TEXT,
+           actual    TEXT,
+           model_id  TEXT    NOT NULL,
+           dim       INTEGER NOT NULL CHECK (dim > 0),
+           embedding BLOB    NOT NULL,
+           marked_at REAL    NOT NULL
+       )""",
+)
+
+
+def _feedback_tables(conn: sqlite3.Connection) -> None:
+    for sql in _FEEDBACK_TABLES:
+        conn.execute(sql)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def hold_embedding(log: AuditLog, event_id: int, vector: Any, model_id: str, keep: int = HELD_EMBEDDINGS) -> None:
+    """Keep the embedding of audited decision ``event_id`` for marking; drop all but the newest ``keep``."""
+    import numpy as np
+
+    from .gallery.schema import encode_embedding
+
+    cols = encode_embedding(np.asarray(vector, dtype=np.float32))
+    with log._lock:
+        conn = log._connection()
+        _feedback_tables(conn)
+        conn.execute("INSERT OR REPLACE INTO held_embeddings (event_id, model_id, dim, embedding) VALUES (?, ?, ?, ?)",
+                     (int(event_id), model_id, cols["dim"], cols["embedding"]))
+        conn.execute("DELETE FROM held_embeddings WHERE event_id <= "
+                     "(SELECT event_id FROM held_embeddings ORDER BY event_id DESC LIMIT 1 OFFSET ?)", (int(keep),))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audited decision as ``facegate audit`` lists it."""
+
+    id: int
+    timestamp: float
+    outcome: str
+    name: str | None  # granted to (grant) or None
+    best_name: str | None  # the nearest enrolled person
+    distance: float | None
+    threshold: float | None
+    model_id: str | None
+    reason: str
+    markable: bool  # an embedding is still held, or the mark is already kept
+    marked_wrong: bool
+    actual: str | None  # who it really was, when marked with --was
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A decision marked wrong, with its embedding: one more score for calibration."""
+
+    event_id: int
+    outcome: str  # "grant" (a false match) or "deny" (a false non-match)
+    name: str | None
+    actual: str | None
+    model_id: str
+    vector: Any  # (dim,) float32
+
+
+def list_decisions(log: AuditLog, limit: int = 20, outcomes: tuple[str, ...] = MARKABLE) -> list[AuditEntry]:
+    """The newest ``limit`` decisions of the given outcomes, newest first, with their marks."""
+    with log._lock:
+        conn = log._connection()
+        held = _has_table(conn, "held_embeddings")
+        marks = _has_table(conn, "feedback")
+        marks_sql = "f.event_id IS NOT NULL, f.actual" if marks else "0, NULL"
+        sql = (f"SELECT e.id, e.ts, e.outcome, e.name, e.distance, e.threshold, e.model_id, e.reason, e.extra, "
+               f"{'h.event_id IS NOT NULL' if held else '0'}, {marks_sql} FROM events e "
+               + ("LEFT JOIN held_embeddings h ON h.event_id = e.id " if held else "")
+               + ("LEFT JOIN feedback f ON f.event_id = e.id " if marks else "")
+               + f"WHERE e.outcome IN ({', '.join('?' * len(outcomes))}) ORDER BY e.id DESC LIMIT ?")
+        rows = conn.execute(sql, (*outcomes, int(limit))).fetchall()
+    out = []
+    for (id_, ts, outcome, name, distance, threshold, model_id, reason, extra, has_vec, marked, actual) in rows:
+        try:
+            best = json.loads(extra or "{}").get("best_name")
+        except ValueError:
+            best = None
+        out.append(AuditEntry(int(id_), ts, outcome, name, best, distance, threshold, model_id, reason or "",
+                              bool(has_vec or marked) and outcome in MARKABLE, bool(marked), actual))
+    return out
+
+
+def mark_wrong(log: AuditLog, event_id: int, actual: str | None = None, *,
+               wallclock: Callable[[], float] = time.time) -> Feedback:
+    """Mark decision ``event_id`` as wrong and keep its embedding for the next calibration.
+
+    ``actual``: who it really was (an enrolled person's name), or None for a
+    stranger. A wrong grant joins the impostor scores (against everyone but
+    ``actual``); a wrong deny the genuine scores of ``actual``, or of the
+    nearest person when not given.
+    """
+    import numpy as np
+
+    from .gallery.schema import decode_embedding
+
+    with log._lock:
+        conn = log._connection()
+        _feedback_tables(conn)
+        event = conn.execute("SELECT ts, outcome, name, extra FROM events WHERE id = ?", (int(event_id),)).fetchone()
+        if event is None:
+            raise AuditError(f"no decision {event_id} in the audit log (see facegate audit)")
+        ts, outcome, name, extra = event
+        if outcome not in MARKABLE:
+            raise AuditError(f"decision {event_id} is a {outcome}; only a grant or a deny can be marked wrong")
+        if outcome == "deny" and actual is None:
+            try:
+                actual = json.loads(extra or "{}").get("best_name")
+            except ValueError:
+                actual = None
+            if actual is None:
+                raise AuditError(f"decision {event_id} denied someone unnamed; say who it was with --was NAME")
+        if outcome == "grant" and actual is not None and actual == name:
+            raise AuditError(f"decision {event_id} granted {name}; marking it wrong with --was {actual} says "
+                             "it was right")
+        held = conn.execute("SELECT model_id, dim, embedding FROM held_embeddings WHERE event_id = ?",
+                            (int(event_id),)).fetchone()
+        kept = conn.execute("SELECT model_id, dim, embedding FROM feedback WHERE event_id = ?",
+                            (int(event_id),)).fetchone()
+        source = held or kept
+        if source is None:
+            raise AuditError(f"decision {event_id} has no embedding any more (only the newest {HELD_EMBEDDINGS} "
+                             "decisions keep one); mark wrong decisions soon after they happen")
+        model_id, dim, blob = source
+        conn.execute("INSERT OR REPLACE INTO feedback (event_id, ts, outcome, name, actual, model_id, dim, embedding,"
+                     " marked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (int(event_id), ts, outcome, name, actual, model_id, dim, blob, float(wallclock())))
+    logger.info("decision %d (%s %s) marked wrong; it was %s", event_id, outcome, name, actual or "a stranger")
+    return Feedback(int(event_id), outcome, name, actual, model_id, np.array(decode_embedding(dim, blob)))
+
+
+def clear_mark(log: AuditLog, event_id: int) -> bool:
+    """Take back a mark; returns whether there was one."""
+    with log._lock:
+        conn = log._connection()
+        if not _has_table(conn, "feedback"):
+            return False
+        return conn.execute("DELETE FROM feedback WHERE event_id = ?", (int(event_id),)).rowcount > 0
+
+
+def marked_feedback(log: AuditLog, model_id: str | None = None) -> list[Feedback]:
+    """Every decision marked wrong (of ``model_id`` when given), oldest first."""
+    import numpy as np
+
+    from .gallery.schema import decode_embedding
+
+    with log._lock:
+        conn = log._connection()
+        if not _has_table(conn, "feedback"):
+            return []
+        rows = conn.execute("SELECT event_id, outcome, name, actual, model_id, dim, embedding FROM feedback "
+                            "ORDER BY event_id").fetchall()
+    return [Feedback(int(r[0]), r[1], r[2], r[3], r[4], np.array(decode_embedding(r[5], r[6])))
+            for r in rows if model_id is None or r[4] == model_id]

@@ -15,6 +15,7 @@ Stdlib only (``tomllib``), so the device needs no pydantic.
 from __future__ import annotations
 
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,11 @@ from typing import Any, Literal
 
 from .align import MIN_FACE_PX, QualityThresholds
 from .embed import DEFAULT_EMBEDDER
+from .mqtt.config import MqttConfig, check_mqtt
 from .errors import ConfigError
+from .image.limits import ImageLimits
 from .policy import PolicyConfig
-from .settings import convert, fail, find_key_line, setting, to_plain, toml_value
+from .settings import convert, fail, find_key_line, printable, setting, to_plain, toml_value
 
 __all__ = [
     "CameraConfig",
@@ -32,8 +35,10 @@ __all__ = [
     "DaemonConfig",
     "DetectorConfig",
     "EmbedderConfig",
+    "ImageLimits",
     "LockConfig",
     "MatchConfig",
+    "MqttConfig",
     "PolicyConfig",
     "QualityThresholds",
     "StorageConfig",
@@ -88,6 +93,9 @@ class MatchConfig:
     #: Euclidean distance between L2-normalised embeddings (0..2);
     #: None uses the threshold the model bundle ships with.
     threshold: float | None = setting(None, gt=0, le=2)
+    #: Identification: the best person must be at least this much nearer than the
+    #: runner-up (``facegate calibrate`` sets it with the threshold); None = no margin.
+    margin: float | None = setting(None, ge=0, le=2)
 
 
 @dataclass(frozen=True)
@@ -131,8 +139,11 @@ class Config:
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     lock: LockConfig = field(default_factory=LockConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    #: Caps on every image file read (enroll, verify, identify, replay): see docs/security-input.md.
+    images: ImageLimits = field(default_factory=ImageLimits)
 
     @classmethod
     def default(cls) -> Config:
@@ -149,31 +160,34 @@ class Config:
     def load(cls, path: str | Path) -> Config:
         """Read a TOML file; errors carry ``file:line:`` and the key path."""
         p = Path(path)
+        label = printable(str(p))
         try:
-            raw = p.read_bytes()
+            raw = _read_config_bytes(p)
         except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
+            raise ConfigError(f"{label}: config file not found") from None
         except IsADirectoryError:
-            raise ConfigError(f"{p}: is a directory, not a config file") from None
+            raise ConfigError(f"{label}: is a directory, not a config file") from None
         except OSError as exc:
-            raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from None
+            raise ConfigError(f"{label}: cannot read config file: {exc.strerror or exc}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = raw.count(b"\n", 0, exc.start) + 1
-            raise ConfigError(f"{p}:{line}: not valid UTF-8") from None
+            raise ConfigError(f"{label}:{line}: not valid UTF-8") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-            where = f"{p}:{m.group(1)}" if m else f"{p}"
-            raise ConfigError(f"{where}: TOML syntax error: {exc}") from None
+            where = f"{label}:{m.group(1)}" if m else label
+            raise ConfigError(f"{where}: TOML syntax error: {printable(str(exc))}") from None
+        except RecursionError:  # thousands of nested arrays
+            raise ConfigError(f"{label}: TOML syntax error: nested too deeply") from None
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
             key = getattr(exc, "key", None)
             line = find_key_line(text, key) if key else None
-            where = f"{p}:{line}" if line else f"{p}"
+            where = f"{label}:{line}" if line else label
             err = ConfigError(f"{where}: {exc}")
             err.__dict__.update(exc.__dict__)
             err.file, err.line = str(p), line
@@ -193,10 +207,27 @@ class Config:
         return "\n".join(out)
 
 
+#: A config file is a page of settings; anything bigger is a mistake (or a device).
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _read_config_bytes(p: Path) -> bytes:
+    """The file's bytes; a FIFO or device is refused rather than read (it could block the start forever)."""
+    st = p.stat()
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(p)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"not a regular file (mode {stat.filemode(st.st_mode)})")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise OSError(f"{st.st_size} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes")
+    return p.read_bytes()
+
+
 # --- cross-field checks -------------------------------------------------------
 def check_config(cfg: Config) -> None:
     """Every rule that involves more than one field, in one place."""
     # Rules within [policy] and [quality] live in their own dataclasses.
+    check_mqtt(cfg)  # [mqtt] with [storage]: edge/mqtt/config.py
     if cfg.camera.type == "replay" and cfg.camera.path is None:
         fail("camera.path", None, 'a folder or video file when camera.type = "replay"')
     if cfg.lock.door_contact_pin is not None and cfg.lock.door_contact_pin == cfg.lock.pin:

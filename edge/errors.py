@@ -29,6 +29,10 @@ class ImageTooLargeError(ImageError, ValueError):
     """The image exceeds the configured size limit (decompression-bomb guard)."""
 
 
+class ImageUnsupportedError(ImageError, ValueError):
+    """A well-formed image of a kind the door refuses (CMYK, animated, HEIC, ...)."""
+
+
 # --- faces --------------------------------------------------------------------
 class FaceError(FacegateError):
     """The image holds no usable face."""
@@ -119,6 +123,10 @@ class AuditSchemaError(AuditError, RuntimeError):
     """The audit table exists with other columns."""
 
 
+class CalibrationError(FacegateError, ValueError):
+    """Calibration cannot start or cannot claim its target (nobody enrolled, no probes)."""
+
+
 # --- camera, lock, config -----------------------------------------------------
 class CameraError(FacegateError):
     """A frame source failed to open or to deliver frames."""
@@ -143,3 +151,12 @@ class FacegateWarning(Warning):
 
 class BackendFallback(FacegateWarning):
     """A preferred backend was unavailable and another one is used instead."""
+
+
+# --- MQTT (edge/mqtt) -----------------------------------------------------------
+class MqttError(FacegateError):
+    """The broker cannot be reached or refused what was sent (the door itself never waits on it)."""
+
+
+class SnapshotRefused(MqttError, ValueError):
+    """A gallery snapshot is unsigned, tampered, older, or for another model; nothing was changed."""

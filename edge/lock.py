@@ -89,6 +89,8 @@ class _TimedLock(ABC):
         self._deadline: float | None = None  # self._clock() of the relock
         self._closed = False
         self._thread: threading.Thread | None = None
+        # told "locked" / "unlocked" / "jammed" (a drive failed) with the lock held: must only queue
+        self._listeners: list[Callable[[str], None]] = []
 
     # -- driver hooks -------------------------------------------------------
     @abstractmethod
@@ -200,11 +202,27 @@ class _TimedLock(ABC):
         """Subclasses call this once the output is held: lock at exit too."""
         atexit.register(self.close)
 
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Be told each state the output is driven to ("locked", "unlocked") or "jammed" when driving fails."""
+        self._listeners.append(listener)
+
+    def _tell(self, state: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(state)
+            except Exception:  # an observer never changes what the lock does
+                logger.exception("%s: state listener failed", self._name)
+
     def _apply(self, energised: bool, why: str) -> None:
         # Called with self._cond held.
-        self._set_energised(energised)
+        try:
+            self._set_energised(energised)
+        except Exception:
+            self._tell("jammed")
+            raise
         self._energised = energised
         logger.info("%s: %s (%s)", self._name, "UNLOCKED" if energised else "locked", why)
+        self._tell("unlocked" if energised else "locked")
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():

@@ -8,7 +8,7 @@ the daemon call these, so each answer carries everything needed to explain it
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import FacegateError
 from .gallery import Gallery
-from .imageio import load_image
+from .image import ImageLimits, load_image
 from .pipeline import FacePipeline
 from .types import Embedding, Match
 
@@ -44,8 +44,8 @@ class EnrollReport:
     total_templates: int
 
 
-def _image(src: str | Path | np.ndarray) -> np.ndarray:
-    return src if isinstance(src, np.ndarray) else load_image(src)
+def _image(src: str | Path | np.ndarray, limits: ImageLimits | None = None) -> np.ndarray:
+    return src if isinstance(src, np.ndarray) else load_image(src, limits)
 
 
 def threshold_for(pipeline: FacePipeline, threshold: float | None) -> float:
@@ -59,6 +59,7 @@ def enroll(
     images: Sequence[str | Path | np.ndarray],
     *,
     allow_lookalike: bool = False,
+    limits: ImageLimits | None = None,
 ) -> EnrollReport:
     """Enroll ``name`` from one image (one-shot) or several.
 
@@ -71,7 +72,7 @@ def enroll(
     for k, src in enumerate(images):
         label = str(src) if not isinstance(src, np.ndarray) else f"image {k + 1}"
         try:
-            face, _ = pipeline.embed_one(_image(src), single=True)
+            face, _ = pipeline.embed_one(_image(src, limits), single=True)
         except FacegateError as exc:
             message = str(exc) if str(exc).startswith(label) else f"{label}: {exc}"
             raise type(exc)(message) from None
@@ -93,9 +94,10 @@ def verify(
     name: str,
     image: str | Path | np.ndarray,
     threshold: float | None = None,
+    limits: ImageLimits | None = None,
 ) -> Judgement:
     """1:1: is the largest face of ``image`` the enrolled ``name``?"""
-    face, seen = pipeline.embed_one(_image(image))
+    face, seen = pipeline.embed_one(_image(image, limits))
     assert face.embedding is not None
     match = gallery.verify(name, face.embedding, threshold_for(pipeline, threshold))
     return Judgement(match, seen, face.detection.size)
@@ -106,9 +108,22 @@ def identify(
     gallery: Gallery,
     image: str | Path | np.ndarray,
     threshold: float | None = None,
+    limits: ImageLimits | None = None,
+    margin: float | None = None,
 ) -> Judgement:
     """1:K: who, if anyone in the gallery, is the largest face of ``image``?"""
-    face, seen = pipeline.embed_one(_image(image))
+    face, seen = pipeline.embed_one(_image(image, limits))
     assert face.embedding is not None
-    match = gallery.identify(face.embedding, threshold_for(pipeline, threshold))
+    match = require_margin(gallery.identify(face.embedding, threshold_for(pipeline, threshold)), margin)
     return Judgement(match, seen, face.detection.size)
+
+
+def require_margin(match: Match, margin: float | None) -> Match:
+    """Refuse a 1:K answer whose runner-up is within ``margin`` of the best person (``[match] margin``).
+
+    Two enrolled look-alikes (siblings) both near the face: naming either
+    would be a guess. ``best_name`` still says who was nearest.
+    """
+    if margin is None or not match.accepted or match.margin is None or match.margin >= margin:
+        return match
+    return replace(match, name=None)

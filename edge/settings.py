@@ -26,15 +26,19 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
-__all__ = ["check_fields", "convert", "fail", "find_key_line", "setting", "to_plain", "toml_value"]
+__all__ = ["check_fields", "convert", "fail", "find_key_line", "printable", "setting", "to_plain", "toml_value"]
 
 
 def setting(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-            lt: float | None = None, nonempty: bool = False) -> Any:
-    """A dataclass field with bounds in its metadata, read by :func:`convert`."""
+            lt: float | None = None, nonempty: bool = False, pattern: str | None = None,
+            pattern_text: str | None = None) -> Any:
+    """A dataclass field with bounds (or a string's regular expression) in its metadata, read by :func:`convert`."""
     meta = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
     if nonempty:
         meta["nonempty"] = True
+    if pattern is not None:
+        meta["pattern"] = pattern
+        meta["pattern_text"] = pattern_text or f"a string matching {pattern}"
     return field(default=default, metadata=meta)
 
 
@@ -51,10 +55,22 @@ def check_fields(obj: Any, prefix: str) -> None:
 
 
 def fail(key: str, value: Any, expected: str, *, got: bool = True) -> None:
-    msg = f"{key}: expected {expected}, got {_show(value)}" if got else f"{key}: {expected}"
+    shown = printable(key)
+    msg = f"{shown}: expected {expected}, got {_show(value)}" if got else f"{shown}: {expected}"
     err = ConfigError(msg)
     err.key, err.value, err.expected = key, value, expected
     raise err
+
+
+def printable(text: str) -> str:
+    """``text`` on one printable line: newlines, controls and invisible characters escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+#: A bad value is shown up to this many characters: the message stays one readable line.
+_SHOW_MAX = 80
 
 
 def _show(value: Any) -> str:
@@ -62,7 +78,8 @@ def _show(value: Any) -> str:
         return "nothing"
     if isinstance(value, dict):
         return "a table"
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= _SHOW_MAX else text[:_SHOW_MAX - 3] + "..."
 
 
 _NONE = type(None)
@@ -179,6 +196,8 @@ def convert(value: Any, tp: Any, key: str, meta: dict[str, Any] | None = None) -
             fail(key, value, "a string")
         if meta.get("nonempty") and not value.strip():
             fail(key, value, "a non-empty string")
+        if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+            fail(key, value, meta["pattern_text"])
         return value
     raise TypeError(f"config field {key} has an unsupported type hint {tp!r}")
 
@@ -266,7 +285,8 @@ def toml_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)  # JSON string escapes are valid TOML
+        # JSON string escapes are valid TOML; TOML also forbids a raw DEL
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, list):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")

@@ -21,7 +21,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo.run import run_demo
 
-    result = run_demo(embedder=args.embedder, fps=args.fps, seed=args.seed, out=None if args.json else sys.stdout)
+    result = run_demo(embedder=args.embedder, fps=args.fps, seed=args.seed, out=None if args.json else sys.stdout,
+                      mqtt=args.mqtt)
     if args.json:
         print(json.dumps({
             "frames": result.frames, "grants": len(result.grants), "wrong_grants": result.wrong_grants,
@@ -68,6 +69,8 @@ def register(sub, add) -> None:
     p.add_argument("--embedder", default=DEFAULT_EMBEDDER)
     p.add_argument("--fps", type=float, default=10.0, help="replay rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mqtt", metavar="HOST:PORT", default=None,
+                   help="also publish the decisions to this MQTT broker, as the door would (docs/home-assistant.md)")
     p = add("config", cmd_config_check, "check a config file (facegate config check FILE)", gallery=False, model=False)
     p.add_argument("action", choices=["check"])
     p.add_argument("file", type=Path)

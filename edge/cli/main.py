@@ -101,7 +101,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     with _gallery(args) as gallery:
-        rep = enroll(pipeline, gallery, args.name, args.images, allow_lookalike=args.allow_lookalike)
+        rep = enroll(pipeline, gallery, args.name, args.images, allow_lookalike=args.allow_lookalike,
+                     limits=door_config(args).images)
     _emit(args, {"name": rep.name, "added": rep.added, "templates": rep.total_templates,
                  "model_id": pipeline.model_id},
           f"enrolled {rep.name}: {rep.added} template(s) added, {rep.total_templates} in all ({pipeline.model_id})")
@@ -138,7 +139,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     with _gallery(args, readonly=True) as gallery:
-        j = verify(pipeline, gallery, args.name, args.image, args.threshold)
+        j = verify(pipeline, gallery, args.name, args.image, args.threshold, limits=door_config(args).images)
     m = j.match
     text = (f"{'ACCEPT' if m.accepted else 'REJECT'} {args.name}: distance {m.distance:.3f} "
             f"(threshold {m.threshold:.3f}); {j.faces_seen} face(s) seen, judged the largest")
@@ -151,7 +152,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     with _gallery(args, readonly=True) as gallery:
-        j = identify(pipeline, gallery, args.image, args.threshold)
+        cfg = door_config(args)
+        j = identify(pipeline, gallery, args.image, args.threshold, limits=cfg.images, margin=cfg.match.margin)
     m = j.match
     margin = "" if m.margin is None else f", runner-up {m.runner_up} {m.margin:+.3f} farther"
     if m.accepted:
@@ -169,11 +171,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from ..imageio import load_image
 
     pipeline = _pipeline(args)
+    limits = door_config(args).images
     failed = 0
     for path in args.images:
         row: dict = {"path": path, "model_id": pipeline.model_id}
         try:
-            face, seen = pipeline.embed_one(load_image(path), single=args.single, gated=not args.no_gate)
+            face, seen = pipeline.embed_one(load_image(path, limits), single=args.single, gated=not args.no_gate)
             assert face.embedding is not None
             row.update(faces_seen=seen, box=[round(v, 1) for v in face.detection.box],
                        embedding=[round(float(v), 6) for v in face.embedding.vector])
@@ -189,12 +192,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..eval.evaluate import EVAL_MIN_FACE, evaluate_lfw
 
     args.embedder = door_config(args).embedder.name
+    scores: dict = {}
     try:
         report = evaluate_lfw(args.embedder, root=args.data, workers=args.workers,
                               min_face=args.min_face or EVAL_MIN_FACE,
-                              official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress)
+                              official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress,
+                              on_scores=(lambda g, i: scores.update(genuine=g, impostor=i)) if args.report else None)
     except FileNotFoundError as exc:
         raise FacegateError(str(exc)) from None
+    if args.report:
+        from ..calibrate.command import write_eval_report
+
+        report["report"] = write_eval_report(args.report, report, scores["genuine"], scores["impostor"])
     if args.save_thresholds:
         from ..eval.evaluate import save_thresholds
 
@@ -213,6 +222,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from ..eval.evaluate import format_report
 
         print(format_report(report))
+        if args.report:
+            print("  report: " + ", ".join(report["report"]))
     return EXIT_OK
 
 
@@ -299,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="merge the measured thresholds into this table (edge/data/reference_thresholds.json)")
     p.add_argument("--record", action="store_true",
                    help="keep the figures in the evaluated bundle's manifest (evaluation.pipeline)")
+    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+                   help="write summary.txt and, with matplotlib, det.png and scores.png there")
 
     p = add("bench", cmd_bench, "per-stage latency and memory of each embedder", gallery=False, model=False)
     p.add_argument("--embedders", dest="embedder_list", default="facegate-irn,facenet,dlib",
@@ -323,11 +336,17 @@ def _register_more(sub, add) -> None:
 
     door.register(sub, add)
     gallery.register(sub, add)
+    from ..calibrate import command as calibrate_command  # calibrate, audit
+
+    calibrate_command.register(sub, add)
     for ep in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
         try:
             ep.load()(sub)
         except Exception as exc:  # a broken plugin must not take the door's CLI down
             log.warning("facegate command plugin %s failed to load: %s", ep.name, exc)
+    from ..mqtt.cli import register as register_mqtt  # after the others: it adds to `gallery` if there is one
+
+    register_mqtt(sub, add)
 
 
 def _one_line(exc: BaseException) -> str:

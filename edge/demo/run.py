@@ -49,9 +49,9 @@ class DemoResult:
     lock_history: list[tuple[float, str]]
 
 
-def demo_config(embedder: str, unlock_seconds: float) -> Config:
+def demo_config(embedder: str, unlock_seconds: float, mqtt: str | None = None) -> Config:
     base = Config.default()
-    return replace(
+    cfg = replace(
         base,
         camera=replace(base.camera, type="replay", path="<built-in scenario>"),
         embedder=replace(base.embedder, name=embedder),
@@ -59,6 +59,11 @@ def demo_config(embedder: str, unlock_seconds: float) -> Config:
         storage=replace(base.storage, gallery=":memory:"),
         daemon=replace(base.daemon, watchdog=False),
     )
+    if mqtt is None:
+        return cfg
+    from ..mqtt.config import demo_mqtt
+
+    return replace(cfg, mqtt=demo_mqtt(mqtt))
 
 
 def count_visits(frames: list[ScenarioFrame], fps: float, cooldown_seconds: float) -> int:
@@ -99,6 +104,7 @@ def run_demo(
     unlock_seconds: float = 1.5,
     out: TextIO | None = None,
     on_decision: Callable[[Frame, Decision], None] | None = None,
+    mqtt: str | None = None,
 ) -> DemoResult:
     """Play the scenario through the daemon and print the timeline to ``out``."""
     from ..embed import DEFAULT_EMBEDDER
@@ -119,7 +125,7 @@ def run_demo(
             frames.append(replace(f, image=no_pixels))
             yield f.image
 
-    cfg = demo_config(embedder, unlock_seconds)
+    cfg = demo_config(embedder, unlock_seconds, mqtt)  # mqtt: HOST:PORT to publish the decisions to
     pipeline = create_pipeline(cfg)
     write(f"facegate demo: {sum(s.frames for s in shots)} frames at {fps:g} fps, model {pipeline.model_id}, "
           "simulated lock")

@@ -16,8 +16,8 @@ from .base import Embedder, EmbedderBase, Thresholds
 #: Pretrained references, by name; our own networks come as bundle folders.
 REFERENCE_EMBEDDERS = ("facenet", "dlib")
 #: Each of our networks by its family name -> the shipped bundle a device runs (INT8 ONNX: the fastest here).
-FAMILIES = {"facegate-irn": "facegate-irn-onnx-int8", "facegate-irn-r112": "facegate-irn-r112-onnx-int8",
-            "facegate-mfn": "facegate-mfn-onnx-int8"}
+FAMILIES = {"facegate-irn": "facegate-irn-onnx-int8", "facegate-irn-r160": "facegate-irn-r160-onnx-int8",
+            "facegate-irn-r112": "facegate-irn-r112-onnx-int8", "facegate-mfn": "facegate-mfn-onnx-int8"}
 #: The door's network: the fastest of our INT8 bundles whose LFW-half figures are at least FaceNet-CASIA's
 #: at both FARs (README "Measured accuracy", models/MODEL_CARD.md).
 OWN_NETWORK = "facegate-irn"

@@ -235,6 +235,7 @@ def lfw_half_report(
     table: EmbeddingTable,
     people_b: Sequence[str],
     eval_pairs: Sequence[tuple[object, Path, Path]],
+    on_scores: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> dict:
     """The LFW-half figures of one embeddings table: the single place they are computed.
 
@@ -243,6 +244,7 @@ def lfw_half_report(
     images) are ignored except for ``eval_pairs``' look-ups. Shared by
     :func:`evaluate_lfw` and the training code's evaluation, so a trained
     network and a reference embedder are judged by identical arithmetic.
+    ``on_scores(genuine, impostor)`` receives every split-B distance (reports, plots).
     """
     n_b = len(people_b)
     d = pair_distances(table, eval_pairs)
@@ -253,6 +255,8 @@ def lfw_half_report(
     sub = EmbeddingTable(table.paths[:n_b], table.vectors[:n_b], table.ok[:n_b], table.model_id)
     impostors = impostor_distances(sub, people_b)
     all_genuine = genuine_distances(sub, people_b)
+    if on_scores is not None:
+        on_scores(all_genuine, impostors)
     report: dict = {
         "model_id": table.model_id,
         "pairs": int(len(d)),
@@ -292,6 +296,7 @@ def evaluate_lfw(
     progress: bool = True,
     cache_dir: Path | None = None,
     log_fn: Callable[[str], None] | None = None,
+    on_scores: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> dict:
     """Run the LFW-half protocol; returns the figures as one JSON-able dict (default: the door's embedder)."""
     from ..embed import DEFAULT_EMBEDDER, create_embedder
@@ -319,7 +324,7 @@ def evaluate_lfw(
         "embedder": embedder,
         "protocol": PROTOCOL,
         "detector": f"mtcnn(min_face_size={min_face})",
-        **lfw_half_report(table, people_b, eval_pairs),
+        **lfw_half_report(table, people_b, eval_pairs, on_scores),
     }
     if official:
         all_pairs = proto.pair_paths(tuple(range(1, 11)))

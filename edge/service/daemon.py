@@ -14,9 +14,9 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-from ..audit import AuditLog
+from ..audit import AuditLog, hold_embedding
 from ..camera import FrameSource, LatestFrameGrabber, create_source
 from ..config import Config
 from ..errors import AuditError, ConfigError
@@ -25,9 +25,11 @@ from ..gallery.files import file_mode
 from ..lock import Lock, create_lock
 from ..pipeline import FacePipeline, create_pipeline
 from ..policy import DecisionPolicy
+from ..recognition import require_margin
 from ..types import Decision, DoorEvent, DoorState, Frame, Outcome
 from .guard import StallGuard
 from .memory import pin_mmap_threshold
+from .sinks import AuditToSinks, EventSink, build_sinks, crop_to_sinks
 from .notify import Notifier, NullNotifier, systemd_notifier
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class DoorDaemon:
         on_decision: Callable[[Frame, Decision], None] | None = None,
         stall_seconds: float = 10.0,
         reconnect_backoff: tuple[float, ...] = (0.5, 1, 2, 5, 10),
+        sinks: Sequence[EventSink] | None = None,
     ) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
@@ -93,6 +96,14 @@ class DoorDaemon:
                          file_mode=mode))
             self.pipeline = pipeline or create_pipeline(config)
             self.source = source if source is not None else create_source(config.camera)
+            # decisions and lock states also go here (MQTT when [mqtt] enabled = true)
+            self.sinks: list[EventSink] = list(sinks) if sinks is not None else [
+                self._own(s) for s in build_sinks(self)]
+            for sink in self.sinks:
+                if hasattr(self.lock, "add_listener"):
+                    self.lock.add_listener(sink.lock_state)
+            if self.sinks:  # what is audited is published: grants, refusals, remote unlocks
+                self.audit = AuditToSinks(self.audit, self.sinks)
         except BaseException:
             self.close()
             raise
@@ -197,7 +208,7 @@ class DoorDaemon:
         match = None
         if face is not None and face.embedding is not None:
             # an empty gallery answers "nobody" (infinite distance): a judged stranger
-            match = self.gallery.identify(face.embedding, self.threshold)
+            match = require_margin(self.gallery.identify(face.embedding, self.threshold), self.config.match.margin)
         quality = face.crop.quality if face is not None else None
         decision = self.policy.observe(match, quality, count, now=frame.timestamp)
         self._track_visit(frame, count)
@@ -217,6 +228,8 @@ class DoorDaemon:
         if self._should_audit(decision, frame.timestamp):
             decision = replace(decision, latency_ms=round(ms, 1))
             event = self.audit.record(decision)
+            if face is not None and face.embedding is not None:
+                self._hold_embedding(event, face.embedding)
             if face is not None and getattr(self.audit, "faces_dir", None) is not None:
                 try:
                     self.audit.save_face(event, decision.outcome, face.crop.image)
@@ -224,9 +237,18 @@ class DoorDaemon:
                     log.error("%s", exc)
         else:
             log.debug("frame %d: %s %s", frame.index, decision.outcome, decision.reason)
+        if face is not None and self.sinks and getattr(self.audit, "last", None) is decision:
+            crop_to_sinks(self.sinks, decision, face.crop.image)
         if self.on_decision is not None:
             self.on_decision(frame, decision)
         return decision
+
+    def _hold_embedding(self, event: int, embedding) -> None:
+        """Keep the decision's embedding for a while, so it can be marked wrong (``facegate audit mark``)."""
+        try:
+            hold_embedding(self.audit, event, embedding.vector, embedding.model_id)
+        except Exception:  # feedback is a convenience: never a reason to stop the door
+            log.exception("could not keep the embedding of decision %d", event)
 
     def _should_audit(self, decision: Decision, now: float) -> bool:
         """Every grant; a deny or lockout when it starts or once per attempt slice.
@@ -251,6 +273,26 @@ class DoorDaemon:
                 self._visit_start = frame.timestamp
             self._last_face = frame.timestamp
 
+    def unlock_remotely(self, source: str, user: str | None = None) -> Decision:
+        """A remote unlock (MQTT) through the grant's own lock path: audited first, then the pulse.
+
+        Recorded before the door opens, so no remote unlock goes unaudited: if
+        the audit write fails, the door stays locked and the error says why.
+        """
+        decision = Decision(time.time(), Outcome.GRANT, name=None, distance=None, threshold=None, model_id=None,
+                            reason=f"remote unlock via {source}" + (f" (user {user})" if user else ""),
+                            extra={"source": source, **({"user": user} if user else {})})
+        self.audit.record(decision)
+        self.lock.unlock(self.config.lock.unlock_seconds)
+        self.stats.grants += 1
+        return decision
+
+    def gallery_importer(self):
+        """The function that swaps the gallery for a signed household snapshot (see facegate.edge.mqtt.sync)."""
+        from ..mqtt.importer import gallery_importer
+
+        return gallery_importer(self.config, self.gallery)
+
     def status_line(self) -> str:
         s = self.stats
         state = "locked" if self.lock.is_locked else "unlocked"
@@ -258,6 +300,7 @@ class DoorDaemon:
 
     def reload(self) -> None:
         """SIGHUP: re-read the config (keep the old one if the new is bad) and the gallery."""
+        mqtt = self.config.mqtt  # the broker link is built once: [mqtt] changes need a restart
         if self.config_path is not None:
             try:
                 new = Config.load(self.config_path)
@@ -274,6 +317,9 @@ class DoorDaemon:
             self.config = Config(**{**{f: getattr(new, f) for f in ("match", "quality", "policy", "daemon")},
                                     **{f: getattr(self.config, f) for f in
                                        ("camera", "detector", "embedder", "lock", "storage")}})
+        if self.config_path is not None and new.mqtt != mqtt:
+            log.warning("[mqtt] changes need a restart")
+        self.config = replace(self.config, mqtt=mqtt)
         self.gallery.reload()
         log.info("reloaded: %d people enrolled", len(self.gallery))
         self.notifier.notify(f"STATUS=reloaded; {len(self.gallery)} people enrolled")
