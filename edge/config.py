@@ -23,6 +23,7 @@ from typing import Any, Literal
 from .align import MIN_FACE_PX, QualityThresholds
 from .embed import DEFAULT_EMBEDDER
 from .errors import ConfigError
+from .liveness import LivenessConfig
 from .policy import PolicyConfig
 from .settings import convert, fail, find_key_line, setting, to_plain, toml_value
 
@@ -32,6 +33,7 @@ __all__ = [
     "DaemonConfig",
     "DetectorConfig",
     "EmbedderConfig",
+    "LivenessConfig",
     "LockConfig",
     "MatchConfig",
     "PolicyConfig",
@@ -125,6 +127,7 @@ class Config:
     match: MatchConfig = field(default_factory=MatchConfig)
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
     lock: LockConfig = field(default_factory=LockConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
