@@ -12,6 +12,10 @@ image) the nose slides on the template: *parallax*.
 The detector's landmarks jitter, so the nose track is judged against its own
 noise: the noise is read from frame-to-frame differences (fast jitter), the
 parallax from the range of the track averaged over 5 frames (slow movement).
+A head moves smoothly: a jump of the nose track (over ``MAX_STEP`` eye
+distances between frames, 4x a fast head turn) or of the face (over
+``MAX_SHIFT``) starts a new track, so photos of two poses swapped in front of
+the camera never add up to one moving head; only the newest track counts.
 
 Verdicts (thresholds from :class:`~.config.LivenessConfig`):
 
@@ -36,7 +40,7 @@ import numpy as np
 from .base import FaceSample, LivenessResult, Verdict
 from .config import LivenessConfig
 
-__all__ = ["PlanarMeasure", "PlanarMotionCheck", "measure", "nose_on_template", "view_change_degrees"]
+__all__ = ["PlanarMeasure", "PlanarMotionCheck", "continuous", "measure", "nose_on_template", "view_change_degrees"]
 
 _PLANE = [0, 1, 3, 4]  # eyes and mouth corners
 _NOSE = 2
@@ -86,6 +90,8 @@ def view_change_degrees(reference: FaceSample, samples: Sequence[FaceSample], fo
 
 
 SMOOTH = 5  # frames averaged for the slow nose track
+MAX_STEP = 0.08  # eye distances the nose may move on the template between frames
+MAX_SHIFT = 1.5  # eye distances the face may move across the image between frames
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,21 @@ class PlanarMeasure:
         return self.noise / math.sqrt(SMOOTH)
 
 
+def continuous(samples: Sequence[FaceSample]) -> list[FaceSample]:
+    """The newest run of samples with no jump of the nose track or of the face."""
+    if len(samples) < 2:
+        return list(samples)
+    pts = np.stack([s.landmarks for s in samples]).astype(np.float64)
+    track = nose_on_template(pts)
+    step = np.linalg.norm(np.diff(track, axis=0), axis=-1)
+    iod = np.linalg.norm(pts[:, 1] - pts[:, 0], axis=-1)
+    shift = np.linalg.norm(np.diff(pts.mean(axis=1), axis=0), axis=-1) / np.maximum(iod[1:], 1e-9)
+    jumps = np.flatnonzero((step > MAX_STEP) | (shift > MAX_SHIFT))
+    return list(samples[jumps[-1] + 1:]) if len(jumps) else list(samples)
+
+
 def measure(samples: Sequence[FaceSample], fov_degrees: float) -> PlanarMeasure:
+    """Parallax, jitter and movement of a continuous sample run (see :func:`continuous`)."""
     pts = np.stack([s.landmarks for s in samples]).astype(np.float64)
     track = nose_on_template(pts)
     steps = np.linalg.norm(np.diff(track, axis=0), axis=-1)
@@ -125,9 +145,11 @@ class PlanarMotionCheck:
 
     def judge(self, samples: Sequence[FaceSample]) -> LivenessResult:
         cfg = self.config
-        if len(samples) < cfg.min_samples:
-            return LivenessResult(Verdict.UNSURE, self.type_key, f"{len(samples)} of {cfg.min_samples} frames seen")
-        m = measure(samples, cfg.camera_fov_degrees)
+        run = continuous(samples)
+        if len(run) < cfg.min_samples:
+            return LivenessResult(Verdict.UNSURE, self.type_key,
+                                  f"{len(run)} of {cfg.min_samples} steady frames seen")
+        m = measure(run, cfg.camera_fov_degrees)
         floor = cfg.live_snr * m.smoothed_noise
         if m.moved_degrees >= cfg.min_view_degrees and m.parallax < max(cfg.planar_parallax, floor):
             expected = 0.4 * math.sin(math.radians(m.moved_degrees))

@@ -231,3 +231,14 @@ def test_grey_ir_frames_give_the_same_samples() -> None:
     from_bgr = make_sample(np.dstack([grey] * 3), det, 1.0, patch=True)
     assert from_grey.patch is not None and from_grey.patch.shape == (96, 96)
     assert np.array_equal(from_grey.patch, from_bgr.patch) and from_grey.origin[0] % 8 == 0
+
+
+def test_two_photos_swapped_in_front_of_the_camera_are_not_a_moving_head() -> None:
+    """A print of a frontal pose, then one of a turned pose: each is flat, the jump between them is no parallax."""
+    rng = np.random.default_rng(5)
+    frontal = [landmarks(True, yaw=0.3 * math.sin(i), rng=rng) for i in range(15)]
+    turned_photo = landmarks(False, yaw=25.0)  # the turned head, as printed: flat from here on
+    turned = [turned_photo + rng.normal(0, 0.3, (5, 2)) for _ in range(15)]
+    samples = [FaceSample(t=i / 10, landmarks=p, box=(270.0, 150.0, 370.0, 270.0)) for i, p in
+               enumerate(frontal + turned + frontal)]
+    assert PlanarMotionCheck().judge(samples).verdict is Verdict.UNSURE
