@@ -142,13 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     photos = lfw_photos(args.data, args.people)
     for species in SPECIES:
-        results = [judge_stream(attack_frames(p, species, args.frames, rng, background), detector, cfg, args.grey)
-                   for p in photos]
+        results = []
+        for k, p in enumerate(photos):
+            results.append(judge_stream(attack_frames(p, species, args.frames, rng, background), detector, cfg,
+                                        args.grey))
+            print(f"  {species} {k}: {results[-1]['both']}", file=sys.stderr)
         report["attacks"][species] = summarise(results, genuine=False)
         print(f"{species}: {report['attacks'][species]}", file=sys.stderr)
     orl = sorted((args.data / "orl").glob("s*"), key=lambda p: int(p.name[1:]))[10:10 + args.orl]
     if orl:
-        results = [judge_stream(orl_frames(f, rng, background), detector, cfg, args.grey) for f in orl]
+        results = []
+        for f in orl:
+            results.append(judge_stream(orl_frames(f, rng, background), detector, cfg, args.grey))
+            print(f"  orl {f.name}: {results[-1]['both']}", file=sys.stderr)
         report["genuine"]["orl"] = summarise(results, genuine=True)
         report["genuine"]["orl"]["what"] = "ORL shots of real heads (pose changes between still shots), not video"
     demo = [f.image for f in iter_shots([Shot("astronaut", args.frames, "visit", face_px=(135.0, 170.0))], seed=3)]
