@@ -39,10 +39,13 @@ class LivenessConfig:
     planar_parallax: float = setting(0.08, gt=0, le=1)
     #: Change of viewing angle after which a real head shows parallax.
     min_view_degrees: float = setting(10.0, gt=0, le=90)
+    #: A jump of the nose track larger than this (eye distances, between frames) starts a new track:
+    #: a head moves smoothly (a fast turn: ~0.02), photos of two poses swapped do not.
+    max_nose_step: float = setting(0.08, gt=0, le=10)
     # -- screen: a phone's pixel grid (or a print's halftone) aliases into sharp spectral peaks
     screen_samples: int = setting(3, ge=1, le=100)
     #: Peak-to-median ratio of the face's high-pass spectrum above which a frame shows a grid.
-    screen_peak_ratio: float = setting(7.0, gt=1, le=1000)
+    screen_peak_ratio: float = setting(8.0, gt=1, le=1000)
 
     def __post_init__(self) -> None:
         check_fields(self, "liveness")

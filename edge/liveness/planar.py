@@ -12,7 +12,7 @@ image) the nose slides on the template: *parallax*.
 The detector's landmarks jitter, so the nose track is judged against its own
 noise: the noise is read from frame-to-frame differences (fast jitter), the
 parallax from the range of the track averaged over 5 frames (slow movement).
-A head moves smoothly: a jump of the nose track (over ``MAX_STEP`` eye
+A head moves smoothly: a jump of the nose track (over ``max_nose_step`` eye
 distances between frames, 4x a fast head turn) or of the face (over
 ``MAX_SHIFT``) starts a new track, so photos of two poses swapped in front of
 the camera never add up to one moving head; only the newest track counts.
@@ -90,7 +90,6 @@ def view_change_degrees(reference: FaceSample, samples: Sequence[FaceSample], fo
 
 
 SMOOTH = 5  # frames averaged for the slow nose track
-MAX_STEP = 0.08  # eye distances the nose may move on the template between frames
 MAX_SHIFT = 1.5  # eye distances the face may move across the image between frames
 
 
@@ -107,7 +106,7 @@ class PlanarMeasure:
         return self.noise / math.sqrt(SMOOTH)
 
 
-def continuous(samples: Sequence[FaceSample]) -> list[FaceSample]:
+def continuous(samples: Sequence[FaceSample], max_step: float = 0.08) -> list[FaceSample]:
     """The newest run of samples with no jump of the nose track or of the face."""
     if len(samples) < 2:
         return list(samples)
@@ -116,7 +115,7 @@ def continuous(samples: Sequence[FaceSample]) -> list[FaceSample]:
     step = np.linalg.norm(np.diff(track, axis=0), axis=-1)
     iod = np.linalg.norm(pts[:, 1] - pts[:, 0], axis=-1)
     shift = np.linalg.norm(np.diff(pts.mean(axis=1), axis=0), axis=-1) / np.maximum(iod[1:], 1e-9)
-    jumps = np.flatnonzero((step > MAX_STEP) | (shift > MAX_SHIFT))
+    jumps = np.flatnonzero((step > max_step) | (shift > MAX_SHIFT))
     return list(samples[jumps[-1] + 1:]) if len(jumps) else list(samples)
 
 
@@ -145,7 +144,7 @@ class PlanarMotionCheck:
 
     def judge(self, samples: Sequence[FaceSample]) -> LivenessResult:
         cfg = self.config
-        run = continuous(samples)
+        run = continuous(samples, cfg.max_nose_step)
         if len(run) < cfg.min_samples:
             return LivenessResult(Verdict.UNSURE, self.type_key,
                                   f"{len(run)} of {cfg.min_samples} steady frames seen")
