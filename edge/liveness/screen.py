@@ -104,10 +104,20 @@ class ScreenGridCheck:
 
     def __init__(self, config: LivenessConfig | None = None) -> None:
         self.config = config or LivenessConfig()
+        self._scores: dict[tuple[float, int], float] = {}  # each patch is scored once
+
+    def _score(self, sample: FaceSample) -> float:
+        key = (sample.t, id(sample.patch))
+        if key not in self._scores:
+            if len(self._scores) > 256:
+                self._scores.clear()
+            self._scores[key] = grid_score(sample.patch)
+        return self._scores[key]
 
     def judge(self, samples: Sequence[FaceSample]) -> LivenessResult:
         cfg = self.config
-        scores = [grid_score(s.patch) for s in samples if s.patch is not None][-max(cfg.screen_samples, 5):]
+        recent = [s for s in samples if s.patch is not None][-max(cfg.screen_samples, 5):]
+        scores = [self._score(s) for s in recent]
         if len(scores) < cfg.screen_samples:
             return LivenessResult(Verdict.UNSURE, self.type_key,
                                   f"{len(scores)} of {cfg.screen_samples} face patches seen")
