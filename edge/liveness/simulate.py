@@ -35,8 +35,9 @@ SPECIES = ("print_still", "print_moved", "print_bent", "phone_replay")
 class Card:
     """A picture on a physical rectangle: ``image`` (BGR) spans ``width_cm``.
 
-    ``bend_radius_cm`` bends it about its vertical axis (positive: the middle
-    toward the camera, as a sheet held by its edges; negative: away; None: flat).
+    ``bend_radius_cm`` bends it about its vertical axis (positive: the edges
+    toward the camera, the middle bowed away; negative: the middle toward the
+    camera; None: flat).
     ``screen`` draws it as an emissive pixel grid of ``screen_px`` pixels across.
     """
 
@@ -119,14 +120,10 @@ def _strip_corners(card: Card, u0: float, u1: float) -> np.ndarray:
     for u, v in ((u0, -h_cm / 2), (u1, -h_cm / 2), (u1, h_cm / 2), (u0, h_cm / 2)):
         if card.bend_radius_cm is None:
             pts.append((u, v, 0.0))
-        else:
+        else:  # arc length u on a cylinder; z grows away from the camera
             r = card.bend_radius_cm
-            a = u / r
-            pts.append((r * math.sin(a), v, -r * (1 - math.cos(a)) * -1.0))  # +r: centre toward the camera
-    pts = np.array(pts)
-    if card.bend_radius_cm is not None:
-        pts[:, 2] = -pts[:, 2]  # z grows away from the camera: edges bend back for r > 0
-    return pts
+            pts.append((r * math.sin(u / r), v, -r * (1 - math.cos(u / r))))
+    return np.array(pts)
 
 
 def _screen_texture(card: Card, supersample: int) -> np.ndarray:
