@@ -46,12 +46,23 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from facegate.edge.demo.scenario import Shot, doorway_background, iter_shots
 from facegate.edge.detect.mtcnn import MtcnnDetector
 from facegate.edge.imageio import load_image
-from facegate.edge.liveness import Liveness, LivenessConfig, Verdict, create_check, make_sample
-from facegate.edge.liveness.simulate import SPECIES, camera_degrade, make_card, render_card, species_poses
+from facegate.edge.liveness import (
+    Liveness,
+    LivenessConfig,
+    Verdict,
+    create_check,
+    make_sample,
+)
+from facegate.edge.liveness.simulate import (
+    SPECIES,
+    camera_degrade,
+    make_card,
+    render_card,
+    species_poses,
+)
 
 FPS = 10.0
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -105,7 +116,7 @@ def summarise(results: list[dict], genuine: bool) -> dict:
 
 def lfw_photos(data: Path, count: int) -> list[np.ndarray]:
     people = sorted(p for p in (data / "lfw" / "lfw-deepfunneled").iterdir() if p.is_dir())
-    return [load_image(sorted(p.glob("*.jpg"))[0]) for p in people[150::211][:count]]
+    return [load_image(min(p.glob("*.jpg"))) for p in people[150::211][:count]]
 
 
 def attack_frames(photo: np.ndarray, species: str, frames: int, rng: np.random.Generator, background: np.ndarray):

@@ -45,8 +45,8 @@ def face_patch(grey: np.ndarray, box: tuple[float, float, float, float]) -> tupl
     if side < PATCH_MIN:
         return None
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    x0 = int(round((cx - side / 2) / 8)) * 8
-    y0 = int(round((cy - side / 2) / 8)) * 8
+    x0 = round((cx - side / 2) / 8) * 8
+    y0 = round((cy - side / 2) / 8) * 8
     h, w = grey.shape[:2]
     x0 = min(max(x0, 0), (w - side) // 8 * 8)
     y0 = min(max(y0, 0), (h - side) // 8 * 8)
@@ -64,7 +64,7 @@ def _band_mask(n: int) -> tuple[np.ndarray, np.ndarray]:
     # JPEG / MJPEG block edges: multiples of 1/8 cycle per pixel on either axis
     block = np.zeros(n, bool)
     for k in range(-4, 5):
-        block[int(round(k * n / 8)) % n] = True
+        block[round(k * n / 8) % n] = True
     near = block | np.roll(block, 1) | np.roll(block, -1)
     band &= ~near[:, None] & ~near[None, :]
     return band, np.round(radius * n).astype(np.int32)

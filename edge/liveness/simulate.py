@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["SPECIES", "Card", "Pose", "camera_degrade", "render_card", "species_poses", "make_card"]
+__all__ = ["SPECIES", "Card", "Pose", "camera_degrade", "make_card", "render_card", "species_poses"]
 
 WIDTH, HEIGHT = 640, 480
 FOV_DEGREES = 62.0
@@ -198,4 +198,6 @@ def camera_degrade(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out += rng.normal(0, rng.uniform(1.0, 3.0), out.shape).astype(np.float32)
     out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(75, 92))])
+    if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
+        raise RuntimeError("JPEG encoding failed")
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)

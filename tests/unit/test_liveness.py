@@ -7,12 +7,19 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from facegate.edge.audit import AuditLog
 from facegate.edge.config import Config
 from facegate.edge.errors import ConfigError
-from facegate.edge.liveness import (FaceSample, Liveness, LivenessConfig, LivenessResult, Verdict, create_check,
-                                    create_liveness, make_sample)
+from facegate.edge.liveness import (
+    FaceSample,
+    Liveness,
+    LivenessConfig,
+    LivenessResult,
+    Verdict,
+    create_check,
+    create_liveness,
+    make_sample,
+)
 from facegate.edge.liveness.planar import PlanarMotionCheck
 from facegate.edge.policy import DecisionPolicy, PolicyConfig
 from facegate.edge.types import Detection, Match, Quality

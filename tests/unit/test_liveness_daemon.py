@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from facegate.edge.align import NO_QUALITY_GATE
 from facegate.edge.audit import AuditLog
 from facegate.edge.config import Config
@@ -67,6 +66,6 @@ def test_a_photo_moved_as_a_plane_is_denied_and_the_reason_audited(tmp_path, tmp
 
 
 def test_a_turning_head_opens_the_door(tmp_path, tmp_gallery, fake_embedder, file_camera):
-    stats, events, lock = run_door(tmp_path, tmp_gallery, fake_embedder, file_camera, "turning head")
+    stats, events, _ = run_door(tmp_path, tmp_gallery, fake_embedder, file_camera, "turning head")
     assert stats.grants == 1 and [e.outcome for e in events] == ["grant"]
     assert "live (planar: nose parallax" in events[0].reason

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from facegate.edge.liveness import LivenessConfig, Verdict, make_sample
 from facegate.edge.liveness.screen import ScreenGridCheck, face_patch, grid_score
 from facegate.edge.liveness.simulate import Pose, camera_degrade, make_card, render_card
