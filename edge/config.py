@@ -26,6 +26,7 @@ from .embed import DEFAULT_EMBEDDER
 from .mqtt.config import MqttConfig, check_mqtt
 from .errors import ConfigError
 from .image.limits import ImageLimits
+from .liveness import LivenessConfig
 from .policy import PolicyConfig
 from .settings import convert, fail, find_key_line, printable, setting, to_plain, toml_value
 
@@ -36,6 +37,7 @@ __all__ = [
     "DetectorConfig",
     "EmbedderConfig",
     "ImageLimits",
+    "LivenessConfig",
     "LockConfig",
     "MatchConfig",
     "MqttConfig",
@@ -138,6 +140,7 @@ class Config:
     match: MatchConfig = field(default_factory=MatchConfig)
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
     lock: LockConfig = field(default_factory=LockConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)

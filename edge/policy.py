@@ -53,6 +53,19 @@ Visits, denied attempts and lockout
       attempt count are cleared. The frame that completes the count returns
       ``lockout`` (idle frames stay ``idle``). ``lockout_seconds = 0`` disables
       lockout (attempts are still counted, see ``denied_attempts``).
+
+Liveness (when a :class:`~facegate.edge.liveness.Liveness` stage is given)
+    * Every face frame accepted for P that passes the quality gate adds its
+      :class:`~facegate.edge.liveness.FaceSample` (``face``) to P's samples
+      for this visit (rate-limited frames too: more geometry, no judgement).
+    * On each judged frame accepted for P the stage is asked. Any failed check
+      -> ``deny`` at once, reason ``"spoof: <check>: ..."`` (or ``"liveness:
+      no live verdict ..."`` after its timeout); a failed check is not undone
+      by later frames of the visit.
+    * A grant additionally needs every check to say live; until they do the
+      outcome is ``pending`` ("liveness: ..."): never a grant on too little
+      evidence. The stage forgets everything when the visit ends or a
+      lockout starts.
 """
 
 from __future__ import annotations
@@ -62,6 +75,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .liveness import FaceSample, Liveness, LivenessResult, Verdict
 from .settings import check_fields, fail, setting
 from .types import Decision, Match, Outcome, Quality
 
@@ -111,8 +125,10 @@ class DecisionPolicy:
         config: PolicyConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
+        liveness: Liveness | None = None,
     ) -> None:
         self.config = config or PolicyConfig()
+        self.liveness = liveness
         self._clock = clock
         self._wallclock = wallclock
         self.reset()
@@ -129,6 +145,8 @@ class DecisionPolicy:
         self._visit_last_face: float | None = None
         self._visit_denied = False
         self._visit_recognised = False
+        if getattr(self, "liveness", None) is not None:
+            self.liveness.reset()
 
     # -- queries ---------------------------------------------------------------
     def lockout_remaining(self, now: float | None = None) -> float:
@@ -150,11 +168,14 @@ class DecisionPolicy:
         quality: Quality | None,
         face_count: int,
         now: float | None = None,
+        face: FaceSample | None = None,
     ) -> Decision:
-        """Judge one frame: ``match``/``quality`` are for its largest face.
+        """Judge one frame: ``match``/``quality``/``face`` are for its largest face.
 
         ``match`` None with ``face_count == 0`` means no face. ``quality`` None
-        means no quality gate was applied to this face.
+        means no quality gate was applied to this face. ``face`` is what the
+        liveness stage needs of it (ignored without one; without it a policy
+        with liveness never grants).
         """
         now = self._clock() if now is None else float(now)
         if face_count < 0:
@@ -182,6 +203,9 @@ class DecisionPolicy:
             return self._decide("skip", match=match, reason="quality: " + ", ".join(quality.reasons))
         if match is None:
             return self._decide("skip", reason="face without a match")
+        if self.liveness is not None and face is not None and match.name is not None \
+                and match.distance <= match.threshold:
+            self.liveness.add(match.name, face)
         if (
             cfg.min_interval_seconds > 0
             and self._last_judged is not None
@@ -218,16 +242,31 @@ class DecisionPolicy:
         others = sorted({x for x in names if x is not None and x != name})
         extra = {"faces": face_count, "best_name": match.best_name}
 
+        live: LivenessResult | None = None
+        if name is not None and self.liveness is not None:
+            live = self.liveness.judge(name, now)
+            if live.verdict is Verdict.SPOOF:  # any failed check denies, whatever else passed
+                self._visit_denied = True
+                why = (f"liveness: {live.reason}" if live.check == "timeout"
+                       else f"spoof: {live.check}: {live.reason}")
+                return self._decide("deny", match, frames_used=used, reason=why, liveness=live.check, **extra)
+
         if name is not None and not others and names.count(name) >= cfg.k:
             support = f"{names.count(name)} of last {used} judged frames matched {name}"
-            self._visit_recognised = True
             if cooling:
+                self._visit_recognised = True
                 return self._decide(
                     "cooldown", match, name=name, frames_used=used,
                     reason=f"{support}; already granted, not absent for {cfg.cooldown_seconds:g} s yet",
                     **extra,
                 )
+            if live is not None and live.verdict is not Verdict.LIVE:
+                return self._decide("pending", match, name=name, frames_used=used,
+                                    reason=f"{support}; liveness: {live.reason}", **extra)
+            self._visit_recognised = True
             self._cooldown[name] = now
+            if live is not None:
+                support += f"; live ({live.reason})"
             return self._decide("grant", match, name=name, frames_used=used, reason=support, **extra)
 
         if used >= cfg.n or rejected > cfg.n - cfg.k:
@@ -262,6 +301,8 @@ class DecisionPolicy:
         if self._visit_last_face is not None and now - self._visit_last_face >= cfg.window_seconds:
             self._end_visit(self._visit_last_face + cfg.window_seconds)
             self._visit_start = self._visit_last_face = None
+            if self.liveness is not None:
+                self.liveness.reset()  # a new visit is judged afresh
 
     def _track_visit(self, now: float) -> None:
         """Count this face frame into the current visit (or a new slice of it)."""
@@ -289,6 +330,8 @@ class DecisionPolicy:
             self._attempts.clear()
             self._window.clear()
             self._last_judged = None
+            if self.liveness is not None:
+                self.liveness.reset()
 
     def _decide(
         self,

@@ -5,6 +5,11 @@ portrait; the door then sees camera-like frame sequences made from the
 portraits (placement, scale, rotation, blur, noise, light, JPEG, empty frames)
 including Grace Hopper (matplotlib's ``grace_hopper.jpg``) as a real stranger.
 The lock is simulated (:class:`LogLock`); everything else is the product.
+
+Liveness is off in the demo, and it says so: its frames paste one flat
+portrait into a doorway, which is exactly a photo held up to the camera, and
+the default door (liveness on) rightly refuses them (docs/liveness.md). The
+door's own default is unchanged.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ def demo_config(embedder: str, unlock_seconds: float, mqtt: str | None = None) -
         lock=replace(base.lock, type="log", unlock_seconds=unlock_seconds),
         storage=replace(base.storage, gallery=":memory:"),
         daemon=replace(base.daemon, watchdog=False),
+        # synthetic frames: pasted portraits move as a plane, as a held-up photo does
+        liveness=replace(base.liveness, enabled=False),
     )
     if mqtt is None:
         return cfg
@@ -129,6 +136,8 @@ def run_demo(
     pipeline = create_pipeline(cfg)
     write(f"facegate demo: {sum(s.frames for s in shots)} frames at {fps:g} fps, model {pipeline.model_id}, "
           "simulated lock")
+    write("liveness OFF for this demo: its frames are a flat portrait pasted into a doorway, i.e. a photo, "
+          "which a real door (liveness on by default) refuses; see docs/liveness.md")
     grants: list[tuple[int, str | None]] = []
     with Gallery(":memory:") as gallery, AuditLog(":memory:") as audit:
         enroll(pipeline, gallery, ENROLLED, [sample_portrait("astronaut")])

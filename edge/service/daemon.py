@@ -22,6 +22,7 @@ from ..config import Config
 from ..errors import AuditError, ConfigError
 from ..gallery import Gallery
 from ..gallery.files import file_mode
+from ..liveness import create_liveness, make_sample
 from ..lock import Lock, create_lock
 from ..pipeline import FacePipeline, create_pipeline
 from ..policy import DecisionPolicy
@@ -107,7 +108,7 @@ class DoorDaemon:
         except BaseException:
             self.close()
             raise
-        self.policy = DecisionPolicy(config.policy)
+        self.policy = self._make_policy(config)
         self.notifier = notifier or systemd_notifier()
         self.on_decision = on_decision
         self.stall_seconds = stall_seconds
@@ -119,6 +120,13 @@ class DoorDaemon:
         self._audit_key: tuple[str, str | None] | None = None
         self._audit_time = 0.0
         self._last_face: float | None = None
+
+    @staticmethod
+    def _make_policy(config: Config) -> DecisionPolicy:
+        liveness = create_liveness(config.liveness)
+        if liveness is None:
+            log.warning("liveness is off ([liveness] enabled = false): a photo of an enrolled person opens the door")
+        return DecisionPolicy(config.policy, liveness=liveness)
 
     def _own(self, obj):
         self._owned.append(obj)
@@ -210,7 +218,10 @@ class DoorDaemon:
             # an empty gallery answers "nobody" (infinite distance): a judged stranger
             match = require_margin(self.gallery.identify(face.embedding, self.threshold), self.config.match.margin)
         quality = face.crop.quality if face is not None else None
-        decision = self.policy.observe(match, quality, count, now=frame.timestamp)
+        sample = None
+        if face is not None and self.policy.liveness is not None:
+            sample = make_sample(frame.image, face.detection, frame.timestamp, self.policy.liveness.needs_patch)
+        decision = self.policy.observe(match, quality, count, now=frame.timestamp, face=sample)
         self._track_visit(frame, count)
         if decision.outcome == "grant":
             self.lock.unlock(self.config.lock.unlock_seconds)
@@ -307,16 +318,16 @@ class DoorDaemon:
             except ConfigError as exc:
                 log.error("reload refused, keeping the running config: %s", exc)
                 new = self.config
-            if new.policy != self.config.policy:
-                self.policy = DecisionPolicy(new.policy)
+            if new.policy != self.config.policy or new.liveness != self.config.liveness:
+                self.policy = self._make_policy(new)
             if new.quality != self.config.quality:
                 self.pipeline.quality = new.quality
             if (new.camera, new.detector, new.embedder, new.lock, new.storage) != (
                 self.config.camera, self.config.detector, self.config.embedder, self.config.lock, self.config.storage):
                 log.warning("camera, detector, embedder, lock and storage changes need a restart")
-            self.config = Config(**{**{f: getattr(new, f) for f in ("match", "quality", "policy", "daemon")},
-                                    **{f: getattr(self.config, f) for f in
-                                       ("camera", "detector", "embedder", "lock", "storage")}})
+            # what the running door can take now, and what it keeps until a restart
+            self.config = replace(self.config, **{f: getattr(new, f) for f in
+                                                  ("match", "quality", "policy", "liveness", "daemon", "images")})
         if self.config_path is not None and new.mqtt != mqtt:
             log.warning("[mqtt] changes need a restart")
         self.config = replace(self.config, mqtt=mqtt)

@@ -33,6 +33,8 @@ def config(**policy) -> Config:
         policy=replace(base.policy, **{"cooldown_seconds": 1.0, **policy}),
         lock=replace(base.lock, unlock_seconds=0.4),
         daemon=replace(base.daemon, watchdog=True),
+        # the scenario pastes one portrait into each frame: a planar photo, which liveness rightly refuses
+        liveness=replace(base.liveness, enabled=False),
     )
 
 

@@ -33,6 +33,9 @@ gallery = "{gallery}"
 
 [daemon]
 watchdog = false
+
+[liveness]
+enabled = false  # the replayed frames are pastes of one portrait: planar, as a photo
 """)
     return cfg, gallery
 

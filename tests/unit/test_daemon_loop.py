@@ -26,9 +26,11 @@ def frame(who: int | None) -> np.ndarray:
 
 def config(tmp_path) -> Config:
     base = Config.default()
+    # liveness off: the fake detector's landmarks never move, as a photo's would not (tests/unit/test_liveness*)
     return replace(base, lock=replace(base.lock, type="log", unlock_seconds=0.2),
                    storage=replace(base.storage, gallery=str(tmp_path / "g.db")),
-                   daemon=replace(base.daemon, watchdog=False), quality=NO_QUALITY_GATE)
+                   daemon=replace(base.daemon, watchdog=False), quality=NO_QUALITY_GATE,
+                   liveness=replace(base.liveness, enabled=False))
 
 
 def run(tmp_path, frames, gallery, fake_detector, fake_embedder, file_camera):
