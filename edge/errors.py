@@ -160,3 +160,8 @@ class MqttError(FacegateError):
 
 class SnapshotRefused(MqttError, ValueError):
     """A gallery snapshot is unsigned, tampered, older, or for another model; nothing was changed."""
+
+
+# --- enrollment -------------------------------------------------------------
+class EnrollmentRefused(GalleryError, ValueError):
+    """A new template is a copy, does not look like the person's other photos, or matches another person."""

@@ -42,6 +42,8 @@ class EnrollReport:
     added: int
     sources: tuple[str, ...]
     total_templates: int
+    #: with sanity rules: what became of each photo (taken, skipped as a copy, refused and why)
+    verdicts: tuple = ()
 
 
 def _image(src: str | Path | np.ndarray, limits: ImageLimits | None = None) -> np.ndarray:
@@ -60,12 +62,24 @@ def enroll(
     *,
     allow_lookalike: bool = False,
     limits: ImageLimits | None = None,
+    rules=None,
 ) -> EnrollReport:
     """Enroll ``name`` from one image (one-shot) or several.
 
     Every image must hold exactly one usable face; any bad image refuses the
-    whole enrollment, so nothing is half written.
+    whole enrollment, so nothing is half written. With ``rules``
+    (:class:`~facegate.edge.enrollment.EnrollRules`, what the CLI passes) each
+    template is also judged against the gallery: a copy of a stored template
+    is skipped, and a face unlike the person's other templates or matching
+    another person refuses the enrollment.
     """
+    if rules is not None:
+        from .enrollment import enroll_images
+
+        verdicts, total = enroll_images(pipeline, gallery, name, images, rules, strict=True, limits=limits,
+                                        allow_lookalike=allow_lookalike)
+        taken = tuple(v.source for v in verdicts if v.taken)
+        return EnrollReport(name, len(taken), taken, total, tuple(verdicts))
     embeddings: list[Embedding] = []
     qualities: list[float] = []
     sources: list[str] = []

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from ..errors import FaceError, ImageError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ProbeSet", "capture_session", "probes_from_folder", "IMAGE_SUFFIXES", "SESSION_PROMPTS"]
+__all__ = ["IMAGE_SUFFIXES", "SESSION_PROMPTS", "ProbeSet", "capture_session", "guided_capture", "probes_from_folder"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
 
@@ -98,8 +99,43 @@ def capture_session(pipeline, source, name: str, frames: int = 20, *, out: IO[st
     says why. Returns the embeddings and the reasons seen, stopping at
     ``timeout_s`` or when the source ends.
     """
-    out = out if out is not None else sys.stderr
     kept: list[np.ndarray] = []
+
+    def check(face) -> str | None:
+        vec = face.embedding.vector
+        if kept and float(np.min(np.linalg.norm(np.stack(kept) - vec, axis=1))) < min_change:
+            return "hold on: move a little (a new angle)"
+        kept.append(vec)
+        return None
+
+    faces, reasons = guided_capture(pipeline, source, name, frames, check=check, out=out, timeout_s=timeout_s,
+                                    min_gap_s=min_gap_s, clock=clock)
+    dim = pipeline.embedder.dim
+    vectors = np.stack([f.embedding.vector for f in faces]) if faces else np.zeros((0, dim), np.float32)
+    return vectors, reasons
+
+
+def _gate_reasons(face) -> str:
+    return "; ".join(face.crop.quality.reasons) if face.crop.quality else "face not usable"
+
+
+def guided_capture(pipeline, source, name: str, frames: int, *, prompts: tuple[str, ...] = SESSION_PROMPTS,
+                   check: Callable[[Any], str | None] | None = None, explain: Callable[[Any], str] = _gate_reasons,
+                   alone: str = "only the person calibrating, please", out: IO[str] | None = None,
+                   timeout_s: float = 60.0, min_gap_s: float = 0.3,
+                   clock: Callable[[], float] = time.monotonic) -> tuple[list[Any], list[str]]:
+    """The guided camera session both calibration and enrollment run: ``frames`` good faces of one person.
+
+    Each frame must hold one face passing the quality gate (``explain(face)``
+    says what to change when it does not), come ``min_gap_s`` after the last
+    one kept, and pass ``check(face)``, which returns why it refuses the
+    frame or None to keep it. ``prompts`` are asked in turn as frames come in,
+    with a progress bar. Returns the kept faces (``FaceResult``) and the
+    reasons given for refused frames, stopping at ``timeout_s`` or when the
+    source ends.
+    """
+    out = out if out is not None else sys.stderr
+    kept: list[Any] = []
     reasons: list[str] = []
     last_t = -1e9
     start = clock()
@@ -111,35 +147,35 @@ def capture_session(pipeline, source, name: str, frames: int = 20, *, out: IO[st
         out.flush()
 
     while len(kept) < frames and clock() - start < timeout_s:
-        step = min(len(kept) * len(SESSION_PROMPTS) // frames, len(SESSION_PROMPTS) - 1)
+        step = min(len(kept) * len(prompts) // frames, len(prompts) - 1)
         if step != prompt:
             prompt = step
             if tty:
                 out.write("\n")
-            show(f"{name}: {SESSION_PROMPTS[step]}  {_bar(len(kept), frames)}")
+            show(f"{name}: {prompts[step]}  {_bar(len(kept), frames)}")
         frame = source.read()
         if frame is None:
             break
         face, count = pipeline.largest(frame.image)
+        why: str | None
         if face is None:
             why = "no face: stand in front of the camera"
         elif count > 1:
-            why = "more than one face: only the person calibrating, please"
+            why = f"more than one face: {alone}"
         elif face.embedding is None:
-            why = "; ".join(face.crop.quality.reasons) if face.crop.quality else "face not usable"
+            why = explain(face)
         elif clock() - last_t < min_gap_s:
             continue
-        elif kept and float(np.min(np.linalg.norm(np.stack(kept) - face.embedding.vector, axis=1))) < min_change:
-            why = "hold on: move a little (a new angle)"
         else:
-            kept.append(face.embedding.vector)
-            last_t = clock()
-            show(f"{name}: {SESSION_PROMPTS[prompt]}  {_bar(len(kept), frames)}")
-            continue
+            why = check(face) if check is not None else None
+            if why is None:
+                kept.append(face)
+                last_t = clock()
+                show(f"{name}: {prompts[prompt]}  {_bar(len(kept), frames)}")
+                continue
         reasons.append(why)
         show(f"{name}: {why}  {_bar(len(kept), frames)}")
     if tty:
         out.write("\n")
     out.flush()
-    dim = pipeline.embedder.dim
-    return (np.stack(kept) if kept else np.zeros((0, dim), np.float32)), reasons
+    return kept, reasons

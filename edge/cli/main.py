@@ -97,16 +97,10 @@ def _match_obj(j) -> dict:
 
 # --- commands -----------------------------------------------------------------------
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from ..recognition import enroll
+    """Photos, a folder of photos, or --camera; every template sanity-checked (edge/enrollment)."""
+    from ..enrollment.command import cmd_enroll as guided
 
-    pipeline = _pipeline(args)
-    with _gallery(args) as gallery:
-        rep = enroll(pipeline, gallery, args.name, args.images, allow_lookalike=args.allow_lookalike,
-                     limits=door_config(args).images)
-    _emit(args, {"name": rep.name, "added": rep.added, "templates": rep.total_templates,
-                 "model_id": pipeline.model_id},
-          f"enrolled {rep.name}: {rep.added} template(s) added, {rep.total_templates} in all ({pipeline.model_id})")
-    return EXIT_OK
+    return guided(args)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -279,11 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p, **kw)
         return p
 
-    p = add("enroll", cmd_enroll, "enroll a person from one or more images (one face each)")
+    p = add("enroll", cmd_enroll, "enroll a person from photos, a folder of photos, or a guided camera session")
     p.add_argument("name")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="*", help="photos of one face each, or one folder of them (or --camera)")
     p.add_argument("--allow-lookalike", action="store_true",
                    help="enroll a new name even if it looks like an enrolled one (Cyrillic/fullwidth letters, case)")
+    from ..enrollment.command import add_enroll_arguments
+
+    add_enroll_arguments(p)
     p = add("remove", cmd_remove, "remove a person and all their templates", model=False)
     p.add_argument("name")
     add("list", cmd_list, "list enrolled people", model=False)
