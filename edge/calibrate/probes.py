@@ -147,7 +147,9 @@ def guided_capture(pipeline, source, name: str, frames: int, *, prompts: tuple[s
         out.flush()
 
     while len(kept) < frames and clock() - start < timeout_s:
-        step = min(len(kept) * len(prompts) // frames, len(prompts) - 1)
+        # one prompt per frame while there are prompts enough, else each prompt for a share of the frames
+        step = len(kept) if frames <= len(prompts) else len(kept) * len(prompts) // frames
+        step = min(step, len(prompts) - 1)
         if step != prompt:
             prompt = step
             if tty:

@@ -60,12 +60,11 @@ class Verdict:
 
     def line(self) -> str:
         """One line for the person enrolling: ``photo.jpg: refused: this face matches alice (...)``."""
-        text = f"{self.source}: {self.status}"
-        if self.reason:
-            text += f": {self.reason}"
-        if self.override:
-            text += f" [{self.override} to enroll it anyway]"
-        return text
+        return f"{self.source}: {self.status}" + (f": {self.why()}" if self.reason else "")
+
+    def why(self) -> str:
+        """The reason, with the flag that overrides it."""
+        return self.reason + (f" [{self.override} to enroll it anyway]" if self.override else "")
 
 
 class TemplateCheck:

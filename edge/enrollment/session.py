@@ -129,7 +129,7 @@ def enroll_camera(pipeline, gallery, name: str, source, rules: EnrollRules, *, f
             taken.append(Verdict(f"camera frame {len(taken) + 1}", TAKEN, "", None, face.embedding, sharp))
             return None
         if status == REFUSED:
-            return Verdict("frame", status, why, flag).line().removeprefix("frame: ")
+            return Verdict("frame", status, why, flag).why()
         return "hold on: move a little (a new angle)"
 
     def explain(face) -> str:

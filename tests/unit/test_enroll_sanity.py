@@ -13,11 +13,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from facegate.edge.align import QualityThresholds
 from facegate.edge.cli import EXIT_ERROR, EXIT_OK, EXIT_REJECT, main
 from facegate.edge.enrollment import EnrollRules, TemplateCheck, advice
+from facegate.edge.errors import BackendUnavailable
 from facegate.edge.types import Embedding, Quality
+
 from tests.helpers import need_lfw
 
 
@@ -40,7 +41,7 @@ def photos(tmp_path):
     try:
         astronaut = sample_portrait("astronaut")
         hopper = str(portrait_path("grace_hopper"))
-    except Exception as exc:  # the demo portraits come with scikit-image / matplotlib
+    except BackendUnavailable as exc:  # the demo portraits come with scikit-image / matplotlib
         pytest.skip(str(exc))
     again = tmp_path / "astronaut_again.png"
     cv2.imwrite(str(again), astronaut[:, ::-1])  # the same person, another photo of her (mirrored)
@@ -69,7 +70,7 @@ def test_a_second_real_photo_of_the_person_is_taken(capsys, photos):
 def test_someone_elses_face_under_a_name_is_refused_unless_allowed(capsys, photos):
     g = ("--gallery", photos["gallery"])
     assert run(capsys, "enroll", "eileen", photos["astronaut"], *g)[0] == EXIT_OK
-    code, out, err = run(capsys, "enroll", "eileen", photos["hopper"], *g)
+    code, _, err = run(capsys, "enroll", "eileen", photos["hopper"], *g)
     assert code == EXIT_ERROR and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "this face does not look like eileen's other photos" in err and "--allow-mismatch" in err
     assert templates(capsys, photos["gallery"]) == {"eileen": 1}
@@ -118,6 +119,7 @@ def test_a_folder_reports_each_photo_and_enrolls_the_good_ones(capsys, photos, t
     assert lines[5].startswith("enrolled eileen: 1 template(s) added, 1 skipped, 3 refused, 1 in all")
 
 
+@pytest.mark.data
 def test_gordon_brown_enrolled_as_tony_is_refused_and_never_verifies(capsys, tmp_path):
     lfw = need_lfw() / "lfw-deepfunneled"
     tony, gordon = lfw / "Tony_Blair", lfw / "Gordon_Brown"
