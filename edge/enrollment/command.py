@@ -27,12 +27,22 @@ def _frames(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0 to 3600 seconds, got {text}")
+    return value
+
+
 def add_enroll_arguments(p: argparse.ArgumentParser) -> None:
     """The guided-enrollment flags of ``facegate enroll`` (the parser already has NAME and the images)."""
     p.add_argument("--camera", action="store_true",
                    help="a guided session at the door's camera ([camera] of --config): a few poses, good frames only")
     p.add_argument("--frames", type=_frames, default=5, help="with --camera: templates to take (default 5)")
-    p.add_argument("--timeout", type=float, default=60.0, help="with --camera: give up after this many seconds")
+    p.add_argument("--timeout", type=_seconds, default=60.0, help="with --camera: give up after this many seconds")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="enroll a face that does not look like the person's other templates")
     p.add_argument("--allow-duplicate", action="store_true",
@@ -74,7 +84,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             from ..camera import create_source
             from .session import enroll_camera
 
-            gap = 0.0 if cfg.camera.type == "replay" else 0.5
+            gap = 0.0 if cfg.camera.type == "replay" else 0.5  # a replay is read as fast as it goes
+            if sys.stdin.isatty() and not args.json:
+                input(f"{args.name}: stand where you open the door, facing the camera, then press Enter ")
             verdicts, total, _ = enroll_camera(pipeline, gallery, args.name, create_source(cfg.camera), rules,
                                                frames=args.frames, out=sys.stderr, timeout_s=args.timeout,
                                                min_gap_s=gap, allow_lookalike=args.allow_lookalike)
