@@ -76,11 +76,10 @@ class TemplateCheck:
         self.rules = rules
         rows = np.asarray(names, dtype=object)
         matrix = np.asarray(matrix, np.float32)
-        self._own: list[np.ndarray] = [matrix[i] for i in np.flatnonzero(rows == name)] if len(rows) else []
-        self._others: dict[str, np.ndarray] = {}
-        for other in dict.fromkeys(names):
-            if other != name:
-                self._others[other] = matrix[rows == other]
+        mine = rows == name if len(rows) else np.zeros(0, bool)
+        self._own: list[np.ndarray] = list(matrix[mine])
+        self._other_names = rows[~mine]
+        self._others = matrix[~mine]
 
     @classmethod
     def from_gallery(cls, gallery, name: str, model_id: str, rules: EnrollRules) -> TemplateCheck:
@@ -103,11 +102,11 @@ class TemplateCheck:
         if own is not None and own < r.duplicate_distance and not r.allow_duplicate:
             why = f"a near-duplicate of a template {self.name} already has (distance {own:.3f} < {r.duplicate_distance:.3f})"
             return SKIPPED, why, "--allow-duplicate"
-        if not r.allow_other_person and self._others:
-            nearest = {n: float(np.min(np.linalg.norm(m - vec, axis=1))) for n, m in self._others.items()}
-            other = min(nearest, key=lambda n: (nearest[n], n))
-            if nearest[other] <= r.threshold:
-                why = f"this face matches {other} (distance {nearest[other]:.3f} <= threshold {r.threshold:.3f})"
+        if not r.allow_other_person and len(self._others):
+            dist = np.linalg.norm(self._others - vec, axis=1)
+            k = int(np.argmin(dist))
+            if dist[k] <= r.threshold:
+                why = f"this face matches {self._other_names[k]} (distance {dist[k]:.3f} <= threshold {r.threshold:.3f})"
                 return REFUSED, why, "--allow-other-person"
         if own is not None and own > r.threshold and not r.allow_mismatch:
             why = (f"this face does not look like {self.name}'s other photos "
