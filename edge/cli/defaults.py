@@ -19,9 +19,9 @@ its ``[storage] gallery``. The CLI looks in the same places, so that
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 __all__ = ["CONFIG_ENV", "GALLERY_ENV", "SYSTEM_CONFIG", "ConfigChoice", "choose_config", "daemon_config",
            "user_gallery"]

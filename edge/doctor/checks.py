@@ -7,19 +7,22 @@ the gallery's facts) through one :class:`Doctor`; each is wrapped by
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cli.defaults import SYSTEM_CONFIG, ConfigChoice, user_gallery
 from ..config import Config
 from ..errors import ConfigError, GalleryError, GalleryKeyError
-from ..cli.defaults import SYSTEM_CONFIG, ConfigChoice, user_gallery
 from . import clock, devices, unit
 from .report import FAIL, OK, WARN, Check
 
 __all__ = ["Doctor", "GalleryFacts"]
+
+log = logging.getLogger(__name__)
 
 EXAMPLE_CONFIG = "/opt/facegate/src/systemd/facegate.toml"
 
@@ -81,7 +84,7 @@ class Doctor:
         c = self.choice
         if c.unreadable is not None:
             return Check("config", FAIL, f"{c.unreadable} exists but {self.who} cannot read it",
-                         f"run doctor as root: sudo facegate doctor (the CLI needs sudo for the door's gallery too)")
+                         "run doctor as root: sudo facegate doctor (the CLI needs sudo for the door's gallery too)")
         if c.path is None:
             return Check("config", WARN, f"no config file: checking the built-in defaults, gallery {user_gallery()}",
                          f"on the door: sudo install -m 0640 -g facegate {EXAMPLE_CONFIG} {SYSTEM_CONFIG}, "
@@ -157,7 +160,7 @@ class Doctor:
         return Check("gallery", OK, f"{path}: {facts.people} people, model {models}")
 
     def check_key(self) -> Check:
-        from ..gallery.keys import default_key_path, find_key, key_id, load_key
+        from ..gallery.keys import default_key_path, find_key, load_key
 
         problems: list[tuple[str, str]] = []
         notes: list[str] = []
@@ -172,13 +175,13 @@ class Doctor:
                     fix = (f"put the key the gallery was sealed with ({recorded}) there: {_sudo('install -m 0600')} "
                            f"KEYFILE {src}" if recorded else
                            f"create one: {_sudo(f'facegate gallery newkey {src}')}")
-                    problems.append((f"{u.path} loads the credential from {src}, which does not exist: "
-                                     "systemd will not start the service (status 243/CREDENTIALS)", fix))
+                    problems.append((f"{u.path} loads the credential from {src}, which does not exist: systemd "
+                                     + "will not start the service (status 243/CREDENTIALS)", fix))
                 elif recorded and not u.key_encrypted:
                     got = load_key(src, check_mode=False).key_id
                     if got != recorded:
-                        problems.append((f"the service would get key {got} from {src}, but the gallery is sealed "
-                                         f"with {recorded}", f"put the gallery's key back at {src}"))
+                        problems.append((f"the service would get key {got} from {src}, but the gallery is "
+                                         + f"sealed with {recorded}", f"put the gallery's key back at {src}"))
                     else:
                         notes.append(f"the service gets it from {src}")
                 else:
@@ -237,6 +240,9 @@ class Doctor:
                          f"sudo usermod -aG {group} {self.who}, then log out and in (the service gets it from "
                          f"SupplementaryGroups=video)")
         holders = devices.device_holders(nodes)
+        if holders and all(h.command == "facegate" for h in holders):
+            return Check("camera", WARN, f"the door service has it ({holders[0]}): not opened a second time",
+                         "to test the camera alone: sudo systemctl stop facegate, run doctor, then start it again")
         if not self.camera:
             busy = f"; {holders[0]}" if holders else ""
             return Check("camera", WARN, f"not opened (--no-camera){busy}")
@@ -248,13 +254,13 @@ class Doctor:
         try:
             src.open()
             frame = src.read()
-        except Exception as exc:  # any backend's failure to open is this check's finding
+        except Exception as exc:  # noqa: BLE001 - any backend's failure to open is this check's finding
             error = " ".join(str(exc).split()) or type(exc).__name__
         finally:
             try:
                 src.close()
             except Exception:
-                pass
+                log.debug("closing the camera failed", exc_info=True)
         if frame is not None:
             h, w = frame.image.shape[:2]
             return Check("camera", OK, f"{cam.type}: got a {w}x{h} frame")
@@ -320,7 +326,7 @@ class Doctor:
         if not shutil.which("systemctl"):
             return Check("service", WARN, "systemctl not found: not a systemd machine")
         out = subprocess.run(["systemctl", "is-active", "facegate.service"], capture_output=True, text=True,
-                             timeout=5)
+                             timeout=5, check=False)
         state = out.stdout.strip()
         if not state:
             return Check("service", WARN, "systemd is not running here: cannot ask about facegate.service")

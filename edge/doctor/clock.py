@@ -35,7 +35,7 @@ def timedatectl_state() -> ClockState | None:
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, "show"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run([exe, "show"], capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:

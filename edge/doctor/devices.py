@@ -7,9 +7,9 @@ import grp
 import os
 import pwd
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 __all__ = ["CAMERA_GLOBS", "GPIO_GLOB", "PROC", "Holder", "Identity", "access_problem", "device_holders", "devices"]
 

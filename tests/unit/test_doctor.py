@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from facegate.edge.cli.defaults import ConfigChoice
 from facegate.edge.cli.main import main
 from facegate.edge.doctor import Doctor, clock, devices, diagnose, unit
@@ -301,3 +300,14 @@ def test_diagnose_never_raises_on_a_broken_part(tmp_path, monkeypatch):
     checks = {c.name: c for c in diagnose(write_config(tmp_path), camera=False,
                                           unit_paths=(tmp_path / "x.service",))}
     assert checks["clock"].status == "fail" and "probe exploded" in checks["clock"].message
+
+
+def test_a_camera_held_by_the_running_door_service_only_warns(tmp_path, fake_camera, monkeypatch):
+    proc = tmp_path / "proc" / "777"
+    (proc / "fd").mkdir(parents=True)
+    (proc / "fd" / "9").symlink_to(fake_camera)
+    (proc / "comm").write_text("facegate\n")
+    monkeypatch.setattr(devices, "PROC", tmp_path / "proc")
+    cfg = write_config(tmp_path, f'[camera]\ntype = "opencv"\ndevice = "{fake_camera}"')
+    c = doctor_for(cfg, tmp_path).check_camera()
+    assert c.status == "warn" and "door service" in c.message and "systemctl stop facegate" in c.fix
