@@ -69,6 +69,8 @@ class Doctor:
         self.model_id: str | None = None
         self.facts: GalleryFacts | None = None
         self.facts_error = False
+        #: the config named could not be used: its gallery and key are unknown, not the defaults'
+        self.config_failed = False
         self.unit = unit.read_unit(unit_paths)
 
     @property
@@ -81,6 +83,11 @@ class Doctor:
 
     # --- config ----------------------------------------------------------------------
     def check_config(self) -> Check:
+        check = self._config()
+        self.config_failed = check.status == FAIL
+        return check
+
+    def _config(self) -> Check:
         c = self.choice
         if c.unreadable is not None:
             return Check("config", FAIL, f"{c.unreadable} exists but {self.who} cannot read it",
@@ -125,6 +132,9 @@ class Doctor:
 
     # --- gallery, its model, its key -----------------------------------------------------
     def check_gallery(self) -> Check:
+        if self.config_failed:
+            self.facts_error = True
+            return Check("gallery", WARN, "not checked: the config names it and could not be read (see above)")
         path = self.gallery_path
         enroll = f"{_sudo('facegate enroll')} NAME PHOTO.jpg{self.config_flag}"
         if str(path) == ":memory:":
@@ -189,7 +199,7 @@ class Doctor:
             except PermissionError:
                 notes.append(f"cannot read the service's credential source {src} as {self.who} (run with sudo)")
         if facts is None and self.facts_error:
-            return Check("key", WARN, "not checked: the gallery could not be read (see above)")
+            return Check("key", WARN, "not checked: the gallery was not read (see above)")
         if facts is None:
             if problems:
                 return Check("key", FAIL, *problems[0])
@@ -208,6 +218,8 @@ class Doctor:
             key = find_key(self.gallery_path, key_file)
         except GalleryKeyError as exc:
             text = " ".join(str(exc).split())
+            if "Permission denied" in text and os.geteuid() != 0:
+                return Check("key", WARN, f"{self.who} cannot read the key: {text}", "run doctor with sudo")
             fix = text.split("run: ", 1)[1] if "run: " in text else f"restore the key file {where} from your backup"
             return Check("key", FAIL, text, fix)
         except PermissionError:

@@ -311,3 +311,11 @@ def test_a_camera_held_by_the_running_door_service_only_warns(tmp_path, fake_cam
     cfg = write_config(tmp_path, f'[camera]\ntype = "opencv"\ndevice = "{fake_camera}"')
     c = doctor_for(cfg, tmp_path).check_camera()
     assert c.status == "warn" and "door service" in c.message and "systemctl stop facegate" in c.fix
+
+
+def test_an_invalid_config_leaves_its_gallery_and_key_unchecked_rather_than_the_defaults(tmp_path):
+    cfg = tmp_path / "facegate.toml"
+    cfg.write_text("[storage]\ngallery = \"\"\n")
+    doc = Doctor(ConfigChoice(cfg, "--config"), unit_paths=())
+    assert doc.check_config().status == "fail"
+    assert doc.check_gallery().message.startswith("not checked") and doc.check_key().message.startswith("not checked")
