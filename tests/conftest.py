@@ -148,7 +148,7 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_door_config_of_this_machine(monkeypatch, tmp_path_factory) -> None:
+def _no_door_config_of_this_machine(monkeypatch) -> None:
     """The CLI follows $FACEGATE_CONFIG and /etc/facegate/facegate.toml like the daemon: tests never read
     the config of the machine they run on (a developer's own door)."""
     from pathlib import Path
