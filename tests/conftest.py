@@ -145,3 +145,13 @@ def pytest_collection_modifyitems(config, items) -> None:
         path = item.path
         if path.parent.name == "train" or path.name in _SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _no_door_config_of_this_machine(monkeypatch) -> None:
+    """The CLI follows $FACEGATE_CONFIG and /etc/facegate/facegate.toml like the daemon: tests never read
+    the config of the machine they run on (a developer's own door)."""
+    from pathlib import Path
+
+    monkeypatch.delenv("FACEGATE_CONFIG", raising=False)
+    monkeypatch.setattr("facegate.edge.cli.defaults.SYSTEM_CONFIG", Path("/nonexistent/facegate/facegate.toml"))

@@ -63,7 +63,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         summary += f"\n  {len(run.probes.refused)} probe image(s) gave no usable face (--debug lists them)"
     written = None
     refused = not cal.choice.supported
-    if args.config is not None and not args.dry_run and not refused:
+    # only a config named with --config is written to, never one the CLI found by itself (/etc/facegate/...)
+    choice = getattr(args, "config_choice", None)
+    named = args.config is not None and (choice is None or choice.origin == "--config")
+    if named and not args.dry_run and not refused:
         from .configfile import write_match
 
         # a margin of 0 changes nothing: written only when it refuses something or replaces a set one

@@ -15,7 +15,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.debug:
         logging.getLogger().setLevel(logging.INFO)
-    return run_daemon(args.config)
+    from .defaults import daemon_config
+
+    return run_daemon(daemon_config(args.config))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -35,16 +37,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import diagnose
+    from .doctor import cmd_doctor as doctor
 
-    checks = diagnose(args.config, camera=not args.no_camera)
-    for c in checks:
-        if args.json:
-            print(json.dumps(c.__dict__))
-        else:
-            fix = f"\n        fix: {c.fix}" if c.fix else ""
-            print(f"{c.status.upper():4}  {c.name:9} {c.detail}{fix}")
-    return 2 if any(c.status == "fail" for c in checks) else 0
+    return doctor(args)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -61,7 +56,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def register(sub, add) -> None:
     p = add("run", cmd_run, "run the door daemon (what the systemd service starts)", gallery=False, model=False)
-    p.add_argument("--config", type=Path, default=Path("/etc/facegate/facegate.toml"))
+    p.add_argument("--config", type=Path, default=None,
+                   help="default: $FACEGATE_CONFIG, else /etc/facegate/facegate.toml")
     p = add("demo", cmd_demo, "run the real door loop on a built-in scenario with a simulated lock",
             gallery=False, model=False)
     from ..embed import DEFAULT_EMBEDDER
@@ -74,7 +70,8 @@ def register(sub, add) -> None:
     p = add("config", cmd_config_check, "check a config file (facegate config check FILE)", gallery=False, model=False)
     p.add_argument("action", choices=["check"])
     p.add_argument("file", type=Path)
-    p = add("doctor", cmd_doctor, "check camera, GPIO, model, gallery, config and service",
+    p = add("doctor", cmd_doctor, "check config, model, gallery and its key, camera, GPIO, clock and service",
             gallery=False, model=False)
-    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--config", type=Path, default=None,
+                   help="default: $FACEGATE_CONFIG, else /etc/facegate/facegate.toml if it exists (as the CLI)")
     p.add_argument("--no-camera", action="store_true", help="do not open the camera")

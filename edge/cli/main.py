@@ -22,11 +22,18 @@ EXIT_OK, EXIT_REJECT, EXIT_ERROR = 0, 1, 2
 
 
 def default_gallery() -> Path:
-    env = os.environ.get("FACEGATE_GALLERY")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "facegate" / "gallery.db"
+    """The gallery when no config is in effect (see :mod:`.defaults` for the whole lookup)."""
+    from .defaults import user_gallery
+
+    return user_gallery()
+
+
+def follow_door_config(args: argparse.Namespace) -> None:
+    """Without ``--config``: the config the daemon reads ($FACEGATE_CONFIG, /etc/facegate/facegate.toml), if any."""
+    from .defaults import choose_config
+
+    choice = choose_config(getattr(args, "config", None))
+    args.config, args.config_choice = choice.path, choice
 
 
 def _emit(args: argparse.Namespace, obj: dict, text: str) -> None:
@@ -60,6 +67,12 @@ def _gallery_path(args: argparse.Namespace) -> Path:
         return Path(args.gallery)
     if getattr(args, "config", None):
         return Path(door_config(args).storage.gallery)
+    choice = getattr(args, "config_choice", None)
+    if choice is not None and choice.unreadable is not None:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{choice.unreadable} exists but this user cannot read it, so the door's gallery is "
+                          "unknown: run the command with sudo, or give --gallery PATH (or --config FILE)")
     return default_gallery()
 
 
@@ -106,7 +119,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     with _gallery(args) as gallery:
         n = gallery.remove(args.name)
-    _emit(args, {"name": args.name, "removed_templates": n}, f"removed {args.name} ({n} template(s))")
+    _emit(args, {"name": args.name, "removed_templates": n, "gallery": str(_gallery_path(args))},
+          f"removed {args.name} ({n} template(s)) from {_gallery_path(args)}")
     return EXIT_OK
 
 
@@ -246,7 +260,9 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True
 
     if gallery or model:
         p.add_argument("--config", type=Path, default=None,
-                       help="the door's config file: use its gallery, embedder, detector and quality gate")
+                       help="the door's config file: use its gallery, embedder, detector and quality gate "
+                            "(default: $FACEGATE_CONFIG, else /etc/facegate/facegate.toml if it exists)")
+        p.set_defaults(follows_door_config=True)
     if gallery:
         p.add_argument("--gallery", type=Path, default=None,
                        help=f"gallery database (default: the config's, else {default_gallery()})")
@@ -365,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "follows_door_config", False):
+        follow_door_config(args)
     try:
         return args.func(args)
     except FacegateError as exc:

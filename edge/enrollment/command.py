@@ -66,7 +66,14 @@ def _rules(args: argparse.Namespace, pipeline):
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from ..cli.main import EXIT_OK, _emit, _gallery, _pipeline, door_config
+    from ..cli.main import (
+        EXIT_OK,
+        _emit,
+        _gallery,
+        _gallery_path,
+        _pipeline,
+        door_config,
+    )
 
     images = list(args.images or [])
     if args.camera and images:
@@ -104,8 +111,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     skipped = sum(v.status == "skipped" for v in verdicts)
     refused = sum(v.status == "refused" for v in verdicts)
     extra = "".join(f", {n} {w}" for n, w in ((skipped, "skipped"), (refused, "refused")) if n)
+    where = _gallery_path(args)
     _emit(args, {"name": args.name, "added": len(taken), "skipped": skipped, "refused": refused,
-                 "templates": total, "model_id": pipeline.model_id,
+                 "templates": total, "model_id": pipeline.model_id, "gallery": str(where),
                  "photos": [{"source": v.source, "status": v.status, "reason": v.reason} for v in verdicts]},
-          f"enrolled {args.name}: {len(taken)} template(s) added{extra}, {total} in all ({pipeline.model_id})")
+          f"enrolled {args.name}: {len(taken)} template(s) added{extra}, {total} in all ({pipeline.model_id}) "
+          f"in {where}")
     return EXIT_OK
