@@ -27,6 +27,7 @@ def frame(who: int | None) -> np.ndarray:
 def config(tmp_path) -> Config:
     base = Config.default()
     return replace(base, lock=replace(base.lock, type="log", unlock_seconds=0.2),
+                   policy=replace(base.policy, min_interval_seconds=0.0),  # the replay runs at 50 fps
                    storage=replace(base.storage, gallery=str(tmp_path / "g.db")),
                    daemon=replace(base.daemon, watchdog=False), quality=NO_QUALITY_GATE)
 
