@@ -14,6 +14,7 @@ the door open longer than asked.
 from __future__ import annotations
 
 import atexit
+from collections import deque
 import logging
 import math
 import threading
@@ -34,6 +35,8 @@ __all__ = ["LOCKS", "Lock", "GpioLock", "LogLock", "create_lock"]
 
 logger = logging.getLogger("facegate.lock")
 
+#: State changes a LogLock remembers.
+HISTORY_KEEP = 1000
 #: How long close() waits for the relock thread to finish.
 _JOIN_TIMEOUT = 2.0
 
@@ -368,7 +371,8 @@ class LogLock(_TimedLock):
 
     def __init__(self, unlock_seconds: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(unlock_seconds, name="LogLock", clock=clock)
-        self.history: list[tuple[float, str]] = [(clock(), "locked")]
+        # bounded: a bench daemon running for months must not grow
+        self.history: deque[tuple[float, str]] = deque([(clock(), "locked")], maxlen=HISTORY_KEEP)
         self._start()
         logger.info("%s: ready, locked (no hardware)", self._name)
 
