@@ -46,6 +46,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 2 if any(c.status == "fail" for c in checks) else 0
 
 
+def cmd_relock(args: argparse.Namespace) -> int:
+    """``facegate relock``: drive the lock's output to locked and exit.
+
+    systemd runs it as ``ExecStopPost=`` after the daemon ends for any reason,
+    SIGKILL and crashes included: a GPIO line keeps its last level when the
+    process holding it dies, so the door must be relocked from outside.
+    """
+    from ..config import Config
+    from ..lock import create_lock
+
+    cfg = Config.load(args.config)
+    create_lock(cfg.lock).close()
+    print(f"{cfg.lock.type} lock on pin {cfg.lock.pin}: locked")
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     """``facegate config check FILE``: parse and check every key, print the effective config."""
     from ..config import Config
@@ -60,6 +76,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def register(sub, add) -> None:
     p = add("run", cmd_run, "run the door daemon (what the systemd service starts)", gallery=False, model=False)
+    p.add_argument("--config", type=Path, default=Path("/etc/facegate/facegate.toml"))
+    p = add("relock", cmd_relock, "drive the lock to locked and exit (the service's ExecStopPost)",
+            gallery=False, model=False)
     p.add_argument("--config", type=Path, default=Path("/etc/facegate/facegate.toml"))
     p = add("demo", cmd_demo, "run the real door loop on a built-in scenario with a simulated lock",
             gallery=False, model=False)
