@@ -254,7 +254,8 @@ class DoorDaemon:
             self.policy = DecisionPolicy(self.policy.config)
         if self._stage_errors_in_row >= self.config.daemon.max_stage_errors:
             raise exc
-        return Decision(timestamp=time.time(), outcome=Outcome.SKIP, reason=f"stage error: {type(exc).__name__}")
+        return Decision(timestamp=time.time(), outcome=Outcome.SKIP, name=None, distance=None, threshold=None,
+                        model_id=None, reason=f"stage error: {type(exc).__name__}")
 
     def _audit(self, decision: Decision) -> int | None:
         """Write one audit row; None (logged, counted) when the database or the disk refuses it."""
@@ -425,7 +426,7 @@ def run_daemon(config_path: str | Path) -> int:
     seconds: until the daemon's own handlers are in place a SIGHUP (``systemctl
     reload`` right after a start) is only remembered, then served as a reload.
     Every refusal (no gallery, another model, an unsafe threshold) is a
-    FacegateError before READY, which the CLI prints as one line, exit 1.
+    FacegateError before READY, which the CLI prints as one line (exit 2).
     """
     early: list[int] = []
     saved_hup = signal.signal(signal.SIGHUP, lambda sig, _frame: early.append(sig))
