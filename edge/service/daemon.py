@@ -431,6 +431,7 @@ def run_daemon(config_path: str | Path) -> int:
     early: list[int] = []
     saved_hup = signal.signal(signal.SIGHUP, lambda sig, _frame: early.append(sig))
     try:
+        log.info("starting with %s", config_path)
         pin_mmap_threshold()
         cfg = Config.load(config_path)
         daemon = DoorDaemon(cfg, config_path=config_path)
