@@ -425,3 +425,50 @@ def test_an_empty_gallery_and_one_of_another_model_refuse_to_start(tmp_path, fak
         g.enroll("alice", [Embedding(np.eye(4, dtype=np.float32)[0], "facenet-casia-20180408-704afe26766c")])
         with pytest.raises(GalleryModelMismatch, match="re-enroll everyone"):
             check_ready(g, fake_embedder.model_id, thresholds, None, False)
+
+
+# --- model files: missing, altered ------------------------------------------------------------------
+def test_an_altered_detector_net_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from facegate.edge.detect import mtcnn
+    from facegate.edge.errors import ChecksumError
+
+    for name in ("pnet", "rnet", "onet"):
+        shutil.copy(mtcnn._model_dir() / f"{name}.onnx", tmp_path / f"{name}.onnx")
+    data = bytearray((tmp_path / "rnet.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "rnet.onnx").write_bytes(bytes(data))
+    monkeypatch.setattr(mtcnn, "_model_dir", lambda: tmp_path)
+    with pytest.raises(ChecksumError, match="rnet.onnx"):
+        mtcnn.MtcnnDetector()
+    (tmp_path / "rnet.onnx").unlink()
+    with pytest.raises(mtcnn.ModelError, match="not found"):
+        mtcnn.MtcnnDetector()
+
+
+def test_an_altered_reference_model_is_refused(tmp_path, monkeypatch):
+    from facegate.edge.embed import references
+    from facegate.edge.errors import ChecksumError
+
+    with pytest.raises(ChecksumError, match="facenet-casia-20180408-704afe26766c"):
+        references.check_pinned("facenet", "facenet-casia-20180408-0123456789ab", tmp_path / "graph_final.pb")
+    references.check_pinned("facenet", "facenet-casia-20180408-704afe26766c", tmp_path / "graph_final.pb")
+
+
+@pytest.mark.parametrize("damage", ["altered", "missing"])
+def test_a_damaged_model_bundle_refuses_to_start(tmp_path, damage):
+    from facegate.edge.gallery import Gallery
+    from tests.helpers import tiny_bundle
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    model = bundle / "model.onnx"
+    if damage == "altered":
+        model.write_bytes(model.read_bytes()[:-1] + b"\x00")
+    else:
+        model.unlink()
+    Gallery(tmp_path / "gallery.db").close()
+    rc, err = run_cli(tmp_path, tmp_path / "gallery.db", f'[embedder]\nname = "{bundle}"\n')
+    line = one_line_error(err)
+    assert rc == EXIT_ERROR and line.startswith("facegate run: error:") and "model.onnx" in line
+    assert ("sha256" in line) if damage == "altered" else True
