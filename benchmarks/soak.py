@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             audit_rows = audit.count()
     wall = time.monotonic() - t0
     lock.close()
+    shutil.rmtree(work, ignore_errors=True)
     feeds = notes.feeds
     gaps = [b - a for a, b in zip(feeds, feeds[1:])]
     peak = max([r for _, r in samples] + [rss_end])
