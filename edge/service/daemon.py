@@ -368,7 +368,10 @@ class DoorDaemon:
     def status_line(self) -> str:
         s = self.stats
         state = "locked" if self.lock.is_locked else "unlocked"
-        return f"{state}; {s.frames} frames, {s.grants} grants, {s.denies} denies, {s.camera_faults} camera faults"
+        limits = self.policy.limits
+        return (f"{state}; {s.frames} frames, {self.policy.judged} faces judged, {s.grants} grants, "
+                f"{s.denies} denies, {limits.lockouts} lockouts (level {limits.level}), "
+                f"{s.camera_faults} camera faults")
 
     def reload(self) -> None:
         """SIGHUP: re-read the config (keep the old one if the new is bad) and the gallery."""
