@@ -133,6 +133,11 @@ class DecisionPolicy:
         self._strong: deque[_Judged] = deque()  # judged faces during a lockout
         self.judged = 0  # judged faces, in all
 
+    def revoke_grant(self, name: str) -> None:
+        """The caller could not carry a grant out (it could not be audited): no cooldown for it."""
+        self._cooldown.pop(name, None)
+        self.forget_evidence()
+
     def forget_evidence(self) -> None:
         """Drop the judged frames (not the lockout): after a stage error, never grant across the gap."""
         self._window.clear()

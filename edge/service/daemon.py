@@ -286,7 +286,7 @@ class DoorDaemon:
             if event is None:
                 self.stats.grants_refused += 1
                 log.error("grant for %s refused: it could not be audited", decision.name)
-                self.policy.forget_evidence()
+                self.policy.revoke_grant(decision.name or "")
                 decision = replace(decision, outcome=Outcome.DENY, reason="grant could not be audited: " +
                                    decision.reason)
             else:
