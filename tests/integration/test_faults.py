@@ -474,3 +474,11 @@ def test_a_damaged_model_bundle_refuses_to_start(tmp_path, damage):
     line = one_line_error(err)
     assert rc == EXIT_ERROR and line.startswith("facegate run: error:") and "model.onnx" in line
     assert ("sha256" in line) if damage == "altered" else True
+
+
+def test_a_gallery_path_that_is_a_folder_refuses_to_start(tmp_path):
+    from facegate.edge.errors import GalleryError
+    from facegate.edge.service.preflight import open_door_gallery
+
+    with pytest.raises(GalleryError, match="not a gallery file"):
+        open_door_gallery(tmp_path)
