@@ -59,6 +59,12 @@ class FaceLockout:
         self.lockouts = 0  # lockouts started, in all
         self.rejected_total = 0  # rejected judged faces, in all
 
+    def carry_from(self, other: FaceLockout) -> None:
+        """Take over another counter's state (a reloaded config must not lift a running lockout)."""
+        self._rejected = deque(other._rejected)
+        self._until, self._last_end = other._until, other._last_end
+        self.level, self.lockouts, self.rejected_total = other.level, other.lockouts, other.rejected_total
+
     @property
     def count(self) -> int:
         """Rejected faces currently counted towards the next lockout."""

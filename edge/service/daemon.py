@@ -389,7 +389,8 @@ class DoorDaemon:
                 self.notifier.notify(f"STATUS=reload refused: {exc}")
                 new = self.config
             if new.policy != self.config.policy:
-                self.policy = DecisionPolicy(new.policy)
+                old, self.policy = self.policy, DecisionPolicy(new.policy)
+                self.policy.limits.carry_from(old.limits)  # a running lockout survives the reload
             if new.quality != self.config.quality:
                 self.pipeline.quality = new.quality
             if (new.camera, new.detector, new.embedder, new.lock, new.storage) != (

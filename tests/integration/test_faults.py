@@ -482,3 +482,17 @@ def test_a_gallery_path_that_is_a_folder_refuses_to_start(tmp_path):
 
     with pytest.raises(GalleryError, match="not a gallery file"):
         open_door_gallery(tmp_path)
+
+
+def test_a_reload_does_not_lift_a_running_lockout(tmp_path, tmp_gallery, fake_detector, fake_embedder):
+    enrolled(tmp_gallery, fake_embedder)
+    cfg_file = tmp_path / "facegate.toml"
+    cfg_file.write_text("[policy]\nmax_denied = 2\nmin_interval_seconds = 0.0\n")
+    daemon = make(tmp_path, [2] * 4, tmp_gallery, fake_detector, fake_embedder, config_path=cfg_file)
+    with daemon:
+        daemon.reload()
+        daemon.run()
+        assert daemon.policy.lockout_remaining() > 50
+        cfg_file.write_text("[policy]\nmax_denied = 3\nmin_interval_seconds = 0.0\n")
+        daemon.reload()
+        assert daemon.policy.config.max_denied == 3 and daemon.policy.lockout_remaining() > 50
