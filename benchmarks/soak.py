@@ -110,12 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     daemon.preflight()
 
     def sampler(stop: threading.Event) -> None:
+        last_progress = time.monotonic()
         while not stop.wait(2.0):
             n = daemon.stats.frames
             if n >= args.warmup:
                 if not baseline:
                     baseline.update(rss=rss_mb(), fds=open_fds(), frames=n, t=time.monotonic())
                 samples.append((n, rss_mb()))
+            if time.monotonic() - last_progress >= 60:  # a progress line a minute, on stderr
+                last_progress = time.monotonic()
+                print(json.dumps({"progress_frames": n, "rss_mb": round(rss_mb(), 1), "fds": open_fds()}),
+                      file=sys.stderr, flush=True)
 
     stop = threading.Event()
     threading.Thread(target=sampler, args=(stop,), daemon=True).start()
