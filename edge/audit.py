@@ -11,24 +11,41 @@ the gallery's migrations (:mod:`facegate.edge.gallery.schema`), so opening the
 log first or the gallery first gives the same file; the log opens its own
 connection and writes nothing but ``events``. Door-contact changes are kept
 as :class:`~facegate.edge.types.DoorEvent` rows beside the decisions
-(``outcome`` "door_open" / "door_closed"). Growth is bounded by age
-(``retention_days``) and by count (``max_events``), pruned on open and every
-``prune_every`` writes.
+(``outcome`` "door_open" / "door_closed").
+
+Privacy and retention rules, enforced here rather than by callers:
+
+* growth is bounded by age (``retention_days``) and by count, pruned on open,
+  every ``prune_every`` writes and on time (a background timer every
+  ``prune_interval_s``, so an idle door still forgets on schedule);
+* grants have their own quota (``max_grants``) apart from everything else
+  (``max_events``): a flood of denials can never push a grant out of the
+  record;
+* a row that is not a grant never names anyone: the nearest enrolled person
+  of a refused face is dropped from ``name``, ``extra`` and the reason text
+  (it would tell a stranger, or whoever reads the log, whom they resemble);
+* face crops are kept only when a folder is given (``[storage]
+  save_face_images``), written private, and pruned with their events.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from .errors import AuditError, AuditSchemaError, GalleryError
+from .gallery.files import PRIVATE, write_private
 from .types import AUDITED_OUTCOMES, Decision, DoorEvent, DoorState, Outcome
 
 __all__ = ["AuditLog"]
@@ -41,6 +58,21 @@ _COLUMNS = (
 )
 
 _MAX_TEXT = 500  # longest string kept from Decision.extra
+#: Keys of ``Decision.extra`` that name an enrolled person; kept on grants only.
+_NAME_KEYS = frozenset({"best_name", "runner_up", "nearest", "name", "claimed"})
+_SOMEONE = "an enrolled person"
+
+
+def anonymised(decision: Decision) -> Decision:
+    """The decision as a refusal may be recorded: without the names of enrolled people."""
+    if decision.outcome == Outcome.GRANT:
+        return decision
+    extra = decision.extra or {}
+    names = {v for v in (decision.name, *(extra.get(k) for k in _NAME_KEYS)) if isinstance(v, str) and v}
+    reason = decision.reason or ""
+    for n in sorted(names, key=len, reverse=True):  # whole words only: a name "E" must not eat every e
+        reason = re.sub(rf"(?<!\w){re.escape(n)}(?!\w)", _SOMEONE, reason)
+    return replace(decision, name=None, reason=reason, extra={k: v for k, v in extra.items() if k not in _NAME_KEYS})
 
 
 def _json_default(value: Any) -> Any:
@@ -63,8 +95,15 @@ class AuditLog:
     :param path: database file (may be the gallery's) or ``":memory:"``.
     :param retention_days: events older than this (by ``Decision.timestamp``)
         are deleted; None keeps them regardless of age.
-    :param max_events: keep at most this many newest events; None = no cap.
+    :param max_events: keep at most this many newest events other than
+        grants; None = no cap.
+    :param max_grants: keep at most this many newest grants (their own quota);
+        None = no cap.
     :param prune_every: prune after this many writes (and on open).
+    :param prune_interval_s: also prune this often on a timer thread (and on
+        the first write after it elapsed); None = no timer.
+    :param faces_dir: keep face crops here (:meth:`save_face`); None = never.
+    :param file_mode: 0o600, or 0o640 for the unit's group.
     :param wallclock: "now" for age pruning; injected by tests.
     """
 
@@ -74,27 +113,48 @@ class AuditLog:
         retention_days: float | None = 90,
         max_events: int | None = 100_000,
         *,
+        max_grants: int | None = 100_000,
         prune_every: int = 1000,
+        prune_interval_s: float | None = 3600.0,
+        faces_dir: str | os.PathLike[str] | None = None,
+        file_mode: int = PRIVATE,
         wallclock: Callable[[], float] = time.time,
     ) -> None:
         if retention_days is not None and not retention_days > 0:
             raise ValueError(f"retention_days must be > 0 or None, got {retention_days!r}")
         if max_events is not None and (isinstance(max_events, bool) or int(max_events) != max_events or max_events < 1):
             raise ValueError(f"max_events must be an integer >= 1 or None, got {max_events!r}")
+        if max_grants is not None and (isinstance(max_grants, bool) or int(max_grants) != max_grants or max_grants < 1):
+            raise ValueError(f"max_grants must be an integer >= 1 or None, got {max_grants!r}")
         if prune_every < 1:
             raise ValueError(f"prune_every must be >= 1, got {prune_every!r}")
+        if prune_interval_s is not None and not prune_interval_s > 0:
+            raise ValueError(f"prune_interval_s must be > 0 or None, got {prune_interval_s!r}")
         self.path = str(path)
         self.retention_days = retention_days
         self.max_events = None if max_events is None else int(max_events)
+        self.max_grants = None if max_grants is None else int(max_grants)
         self.prune_every = int(prune_every)
+        self.prune_interval_s = prune_interval_s
+        self.file_mode = file_mode
         self._wallclock = wallclock
         self._lock = threading.Lock()
         self._writes = 0
+        self._next_prune = math.inf
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self.faces_dir = None if faces_dir is None else Path(faces_dir)
         from .gallery.schema import connect
 
+        if self.faces_dir is not None:
+            try:
+                self.faces_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.chmod(self.faces_dir, 0o700 if file_mode == PRIVATE else 0o750)
+            except OSError as e:
+                raise AuditError(f"cannot keep face crops in {self.faces_dir}: {e.strerror or e}") from None
         try:
-            conn = connect(self.path)
+            conn = connect(self.path, mode=file_mode)
         except GalleryError as e:
             raise AuditSchemaError(f"cannot keep the audit 'events' table there: {e}") from None
         try:
@@ -115,6 +175,20 @@ class AuditLog:
         removed = self.prune()
         if removed:
             logger.debug("audit: pruned %d old events on open", removed)
+        if prune_interval_s is not None:
+            self._timer = threading.Thread(target=self._prune_on_time, name="audit-prune", daemon=True)
+            self._timer.start()
+
+    def _prune_on_time(self) -> None:
+        """Timer thread: retention holds even when nothing is written for weeks."""
+        assert self.prune_interval_s is not None
+        while not self._stop.wait(self.prune_interval_s):
+            try:
+                self.prune()
+            except AuditError:
+                return  # closed
+            except (sqlite3.Error, OSError) as e:  # a busy or full disk: try again next time
+                logger.warning("audit: timed prune failed: %s", e)
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -123,6 +197,10 @@ class AuditLog:
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""
+        self._stop.set()
+        timer = self._timer
+        if timer is not None and timer is not threading.current_thread():
+            timer.join(timeout=5)
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
@@ -152,7 +230,7 @@ class AuditLog:
             logger.info("door %s", event.state)
             return self._insert((float(event.timestamp), event.outcome, None, None, None, None,
                                  "door contact", 0, None, "{}"))
-        decision = event
+        decision = anonymised(event)
         self._log(decision)
         extra = json.dumps(decision.extra or {}, default=_json_default, sort_keys=True)
         return self._insert(
@@ -179,7 +257,7 @@ class AuditLog:
             )
             row_id = int(cur.lastrowid)
             self._writes += 1
-            due = self._writes % self.prune_every == 0
+            due = self._writes % self.prune_every == 0 or time.monotonic() >= self._next_prune
         if due:
             self.prune()
         return row_id
@@ -193,13 +271,61 @@ class AuditLog:
             if self.retention_days is not None:
                 cutoff = now - self.retention_days * 86400.0
                 removed += conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
-            if self.max_events is not None:
-                # Newest by insertion order (id), not ts: the wall clock can jump.
-                removed += conn.execute(
-                    "DELETE FROM events WHERE id <= "
-                    "(SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (self.max_events,),
-                ).rowcount
+            # Newest by insertion order (id), not ts: the wall clock can jump.
+            # Grants and the rest have separate quotas.
+            for limit, which in ((self.max_events, "outcome != 'grant'"), (self.max_grants, "outcome = 'grant'")):
+                if limit is not None:
+                    removed += conn.execute(
+                        f"DELETE FROM events WHERE {which} AND id <= "  # noqa: S608 - fixed text
+                        f"(SELECT id FROM events WHERE {which} ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                        (limit,),
+                    ).rowcount
+            if self.prune_interval_s is not None:
+                self._next_prune = time.monotonic() + self.prune_interval_s
+            if self.faces_dir is not None:
+                removed_faces = self._prune_faces(conn, now)
+                if removed_faces:
+                    logger.debug("audit: pruned %d face crops", removed_faces)
+        return removed
+
+    # -- face crops ----------------------------------------------------------------
+    def save_face(self, event_id: int, outcome: str, image: Any) -> Path | None:
+        """Keep the face crop of event ``event_id`` (a private JPEG); None when crops are off."""
+        if self.faces_dir is None:
+            return None
+        import cv2
+
+        ok, data = cv2.imencode(".jpg", image)
+        if not ok:
+            raise AuditError(f"cannot encode the face crop of event {event_id}")
+        path = self.faces_dir / f"{int(event_id):08d}-{Outcome(outcome).value}.jpg"
+        try:
+            write_private(path, data.tobytes(), self.file_mode, replace=True)
+        except GalleryError as e:
+            raise AuditError(str(e)) from None
+        return path
+
+    def _prune_faces(self, conn: sqlite3.Connection, now: float) -> int:
+        """Delete crops whose event is gone (age or quota) or that are past retention."""
+        assert self.faces_dir is not None
+        files: dict[int, Path] = {}
+        for f in self.faces_dir.glob("*.jpg"):
+            head = f.name.split("-", 1)[0]
+            if head.isdigit():
+                files[int(head)] = f
+        if not files:
+            return 0
+        kept = {r[0] for r in conn.execute("SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))",
+                                           (json.dumps(sorted(files)),))}
+        cutoff = None if self.retention_days is None else now - self.retention_days * 86400.0
+        removed = 0
+        for event_id, f in files.items():
+            try:
+                if event_id not in kept or (cutoff is not None and f.stat().st_mtime < cutoff):
+                    f.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
         return removed
 
     # -- reading ---------------------------------------------------------------------

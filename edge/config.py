@@ -111,6 +111,11 @@ class StorageConfig:
     audit_retention_days: int = setting(90, ge=1, le=36500)
     #: Keeping face crops of every attempt is personal data: off by default.
     save_face_images: bool = False
+    #: The template key (a systemd credential "facegate-gallery-key" wins over it);
+    #: None: gallery.key beside the gallery, created 0600 at the first enrollment.
+    key_file: str | None = setting(None, nonempty=True)
+    #: Gallery, audit, key and crop files 0640 (the unit's group may read them) instead of 0600.
+    group_readable: bool = False
 
 
 @dataclass(frozen=True)

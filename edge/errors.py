@@ -95,6 +95,22 @@ class GallerySchemaError(GalleryError, RuntimeError):
     """The database file is of an unknown or newer schema."""
 
 
+class GalleryKeyError(GalleryError, PermissionError):
+    """The template key is missing, malformed, too readable, or not the gallery's key."""
+
+
+class GalleryTampered(GalleryError, ValueError):
+    """A stored template failed authentication: changed, moved to another row, or not encrypted."""
+
+
+class LookalikeName(InvalidName):
+    """A new name looks like an enrolled one (Cyrillic or fullwidth letters, case) or mixes scripts."""
+
+
+class BackupError(GalleryError, ValueError):
+    """A gallery backup file is malformed, of an unknown version, or the passphrase is wrong."""
+
+
 class AuditError(FacegateError):
     """The audit log cannot be opened or written."""
 

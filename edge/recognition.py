@@ -57,6 +57,8 @@ def enroll(
     gallery: Gallery,
     name: str,
     images: Sequence[str | Path | np.ndarray],
+    *,
+    allow_lookalike: bool = False,
 ) -> EnrollReport:
     """Enroll ``name`` from one image (one-shot) or several.
 
@@ -79,7 +81,7 @@ def enroll(
         sources.append(Path(label).name)
     if not embeddings:
         raise ValueError("no images given")
-    gallery.enroll(name, embeddings, sources=sources, qualities=qualities)
+    gallery.enroll(name, embeddings, sources=sources, qualities=qualities, allow_lookalike=allow_lookalike)
     total = next((p.templates for p in gallery.people() if p.name == name), len(embeddings))
     log.info("enrolled %s: %d template(s) added, %d in all", name, len(embeddings), total)
     return EnrollReport(name, len(embeddings), tuple(sources), total)

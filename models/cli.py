@@ -181,6 +181,15 @@ def cmd_views(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pool(args: argparse.Namespace) -> int:
+    require_torch()
+    _verbose_logging()
+    from .pool import build_pool
+
+    print(json.dumps(build_pool(args.out, args.eval_set, args.sources, spec=args.view, threads=args.threads)))
+    return 0
+
+
 def cmd_ladder(args: argparse.Namespace) -> int:
     require_torch()
     _verbose_logging()
@@ -267,6 +276,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--student-views", type=parse_view, nargs="*", default=[], help="e.g. box:112:0.125")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_views)
+
+    p = steps.add_parser("pool", help="extra faces for distillation, LFW split-B look-alikes dropped",
+                         description="Detect and crop celeba10k / utkface8k faces as the teacher's view, and drop "
+                                     "every one closer to an LFW split-B face than FaceNet's FMR-1e-5 threshold "
+                                     "(the list goes to OUT/dropped.json). A ladder recipe uses it as pool = OUT.")
+    p.add_argument("--out", type=Path, required=True, help="pool folder (a view cache without cached targets)")
+    p.add_argument("--eval-set", type=Path, default=Path("../cache/eval_lfw_b"), help="split B (facegate train "
+                   "eval-set); default: %(default)s")
+    p.add_argument("--sources", nargs="+", default=["celeba10k", "utkface8k"], help="folders of ../shared/data")
+    p.add_argument("--view", type=parse_view, default="box:160:0.125", help="default: %(default)s")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_pool)
 
     p = steps.add_parser("ladder", help="fine-tune or compress the Inception-ResNet network (a ladder rung)",
                          description="Train one rung from models/recipes/irn_*.toml, always starting from "

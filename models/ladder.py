@@ -92,6 +92,7 @@ class LadderConfig:
     teacher: str = ""  # "": the view cache's teacher.npy; else "facenet" or a ladder run, run online
     augment: bool = False  # online teacher only: jitter, light, blur, grey (facegate.models.online)
     holdout_people: float = 0.0  # share of people kept out of training: the student's cosine to the teacher on them
+    pool: str = ""  # extra faces for distillation only (facegate train pool: CelebA, UTKFace); online teacher only
 
     def __post_init__(self) -> None:
         if self.p < 2 or self.k < 2:
@@ -102,6 +103,8 @@ class LadderConfig:
         if self.augment and not self.teacher:
             raise LadderError("augment needs an online teacher (teacher = a ladder run or \"facenet\"): "
                               "the cached targets are for the plain and mirrored view only")
+        if self.pool and not self.teacher:
+            raise LadderError("a distillation pool has no cached targets: it needs an online teacher")
         if self.device not in ("auto", "cpu", "cuda"):
             raise LadderError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if not 0.0 <= self.holdout_people < 0.5:
@@ -191,14 +194,15 @@ class _Batches:
     def __init__(self, labels: np.ndarray, ok: np.ndarray, cfg: LadderConfig) -> None:
         self.cfg = cfg
         pool = np.flatnonzero(ok)
-        people = np.unique(labels[pool])
+        people = np.unique(labels[pool][labels[pool] >= 0])
         n_out = int(round(cfg.holdout_people * len(people)))
         out = set(np.random.default_rng([cfg.seed, 7]).choice(people, n_out, replace=False).tolist()) if n_out else set()
         held = np.isin(labels[pool], list(out)) if out else np.zeros(len(pool), bool)
         self.holdout, self.pool = pool[held], pool[~held]
         by_person: dict[int, list[int]] = {}
         for i in self.pool:
-            by_person.setdefault(int(labels[i]), []).append(int(i))
+            if labels[i] >= 0:  # -1: a face for distillation only
+                by_person.setdefault(int(labels[i]), []).append(int(i))
         self.people = [np.array(v) for v in by_person.values() if len(v) >= 2]
         if len(self.people) < cfg.p:
             raise LadderError(f"only {len(self.people)} people with two faces; p = {cfg.p}")
@@ -301,7 +305,16 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
         spec = dataclasses.replace(vc.teacher_spec, size=cfg.input_size)
         if source < cfg.input_size:
             raise LadderError(f"the teacher's view is {source} px, smaller than the rung's {cfg.input_size}")
-    crops = torch.from_numpy(np.ascontiguousarray(vc.crops(source))).to(device)
+    crops_np, labels_np, ok_np = np.ascontiguousarray(vc.crops(source)), vc.labels, vc.ok
+    if cfg.pool:  # appended after the labelled faces, as unlabelled: extras (distillation) only
+        pool = load_view_cache(cfg.pool)
+        if pool.teacher_spec != vc.teacher_spec:
+            raise LadderError(f"{cfg.pool}: its crop {pool.teacher_spec} is not the views' {vc.teacher_spec}")
+        crops_np = np.concatenate([crops_np, np.asarray(pool.crops(source))])
+        labels_np = np.concatenate([labels_np, np.full(len(pool.labels), -1, labels_np.dtype)])
+        ok_np = np.concatenate([ok_np, pool.ok])
+        log.info("distillation pool %s: %d faces", cfg.pool, int(pool.ok.sum()))
+    crops = torch.from_numpy(crops_np).to(device)
     net = InceptionResNetV1(cfg.irn)
     head = BinaryHead(cfg.irn.embedding_dim) if cfg.binary_head > 0 else None
     params = [p for n, p in net.named_parameters() if not (cfg.freeze_stem and n.startswith("stem."))]
@@ -334,7 +347,7 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
     es = load_eval_set(cfg.eval_set) if cfg.eval_set else None
     eval_rows = np.flatnonzero(es.ok) if es is not None else None
     eval_crops = es.views(spec) if es is not None else None
-    batches = _Batches(vc.labels, vc.ok, cfg)
+    batches = _Batches(labels_np, ok_np, cfg)
     schedule = LrSchedule(cfg.lr, cfg.warmup_steps, cfg.max_steps, 60 * cfg.max_minutes,
                           min_ratio=cfg.min_lr_ratio)
     aug = OnlineAugment()

@@ -69,10 +69,15 @@ def _pipeline(args: argparse.Namespace):
     return create_pipeline(door_config(args))
 
 
-def _gallery(args: argparse.Namespace, readonly: bool = False):
+def _gallery(args: argparse.Namespace, readonly: bool = False, **kwargs):
+    """The gallery with the template key and file mode of ``--key-file`` / the config's ``[storage]``."""
     from ..gallery import Gallery
+    from ..gallery.files import file_mode
 
-    return Gallery(_gallery_path(args), readonly=readonly)
+    storage = door_config(args).storage if getattr(args, "config", None) else None
+    key_file = getattr(args, "key_file", None) or (storage.key_file if storage is not None else None)
+    mode = file_mode(storage.group_readable if storage is not None else False)
+    return Gallery(_gallery_path(args), readonly=readonly, key_file=key_file, file_mode=mode, **kwargs)
 
 
 def _match_obj(j) -> dict:
@@ -96,7 +101,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     with _gallery(args) as gallery:
-        rep = enroll(pipeline, gallery, args.name, args.images)
+        rep = enroll(pipeline, gallery, args.name, args.images, allow_lookalike=args.allow_lookalike)
     _emit(args, {"name": rep.name, "added": rep.added, "templates": rep.total_templates,
                  "model_id": pipeline.model_id},
           f"enrolled {rep.name}: {rep.added} template(s) added, {rep.total_templates} in all ({pipeline.model_id})")
@@ -240,6 +245,8 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True
     if gallery:
         p.add_argument("--gallery", type=Path, default=None,
                        help=f"gallery database (default: the config's, else {default_gallery()})")
+        p.add_argument("--key-file", type=Path, default=None,
+                       help="the gallery's template key (default: the config's, else gallery.key beside the gallery)")
     if model:
         p.add_argument("--embedder", default=os.environ.get("FACEGATE_EMBEDDER"),
                        help="facenet, dlib, a shipped bundle's name (facegate-mfn-onnx-int8, ...) or a bundle folder "
@@ -264,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("enroll", cmd_enroll, "enroll a person from one or more images (one face each)")
     p.add_argument("name")
     p.add_argument("images", nargs="+")
+    p.add_argument("--allow-lookalike", action="store_true",
+                   help="enroll a new name even if it looks like an enrolled one (Cyrillic/fullwidth letters, case)")
     p = add("remove", cmd_remove, "remove a person and all their templates", model=False)
     p.add_argument("name")
     add("list", cmd_list, "list enrolled people", model=False)
@@ -310,9 +319,10 @@ def _register_more(sub, add) -> None:
     """Commands of the daemon side, then those that other packages register."""
     from importlib.metadata import entry_points
 
-    from . import door
+    from . import door, gallery
 
     door.register(sub, add)
+    gallery.register(sub, add)
     for ep in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
         try:
             ep.load()(sub)

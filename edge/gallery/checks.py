@@ -8,32 +8,15 @@ each refusal is a :class:`~facegate.edge.errors.GalleryError` that is also a
 from __future__ import annotations
 
 import math
-import unicodedata
 
 import numpy as np
 
-from ..errors import GalleryInputError, InvalidName
+from ..errors import GalleryInputError
 from ..types import Embedding
+from .names import MAX_NAME_LENGTH, check_name  # noqa: F401  (re-exported)
 
-MAX_NAME_LENGTH = 64
 #: Accepted deviation of an embedding's L2 norm from 1.
 NORM_TOLERANCE = 1e-3
-
-
-def check_name(name: str) -> str:
-    """The canonical form of a person's name (NFC, stripped), or ValueError."""
-    if not isinstance(name, str):
-        raise InvalidName(f"name must be a string, got {type(name).__name__}")
-    clean = unicodedata.normalize("NFC", name).strip()
-    if not clean:
-        raise InvalidName("name must not be empty")
-    if len(clean) > MAX_NAME_LENGTH:
-        raise InvalidName(f"name is {len(clean)} characters long; the limit is {MAX_NAME_LENGTH}")
-    for ch in clean:
-        cat = unicodedata.category(ch)
-        if cat.startswith("C") or cat in ("Zl", "Zp"):
-            raise InvalidName(f"name {clean!r} contains a control or invisible character (U+{ord(ch):04X})")
-    return clean
 
 
 def check_embedding(emb: Embedding, what: str = "embedding") -> np.ndarray:

@@ -7,12 +7,12 @@ each person's distance is the minimum over their rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import GalleryError, GalleryInputError
-from .schema import decode_embedding
 
 
 def match_matrix(query: np.ndarray, templates: np.ndarray) -> np.ndarray:
@@ -54,8 +54,9 @@ class Block:
         return int(self.matrix.shape[1])
 
 
-def build_block(path: object, model_id: str, rows: list[tuple]) -> Block:
-    """The matrix of one model's template rows ``(id, person_id, name, *EMBEDDING_COLUMNS)``."""
+def build_block(path: object, model_id: str, rows: list[tuple], decode: Callable[[tuple], np.ndarray]) -> Block:
+    """The matrix of one model's template rows ``(id, person_id, name, ...)``; ``decode``
+    turns a row into its vector (and raises a GalleryError if it was tampered with)."""
     if not rows:
         empty = np.empty((0, 0), dtype=np.float32)
         empty.flags.writeable = False
@@ -64,11 +65,13 @@ def build_block(path: object, model_id: str, rows: list[tuple]) -> Block:
     person_ids = np.empty(len(rows), dtype=np.int64)
     for i, row in enumerate(rows):
         try:
-            vec = decode_embedding(*row[3:])
+            vec = decode(row)
             if matrix is None:
                 matrix = np.empty((len(rows), vec.shape[0]), dtype=np.float32)
             elif vec.shape[0] != matrix.shape[1]:
                 raise ValueError(f"dim {vec.shape[0]} differs from the model's dim {matrix.shape[1]}")
+        except GalleryError:
+            raise  # already names the file and the row (tampering)
         except ValueError as exc:
             raise GalleryError(f"{path}: template {row[0]} of model {model_id!r}: {exc}") from None
         matrix[i] = vec

@@ -5,9 +5,12 @@ gallery and the ``events`` of the audit log are created here, by numbered
 migrations, so whichever opens the file first (the gallery, the audit log,
 the CLI) leaves it at the same schema and the other one accepts it.
 
-On-disk format of a template is private to :func:`encode_embedding` and
-:func:`decode_embedding`. Adding encrypted templates later is one migration
-(e.g. a ``nonce``/``key_id`` column) plus new versions of those two functions.
+Templates are sealed with AES-GCM since schema v3 (:mod:`.protection`);
+:func:`encode_embedding` and :func:`decode_embedding` are the clear-text
+format that older files hold, read once when such a file is encrypted in
+place. Every connection runs with ``secure_delete`` on, so deleted rows
+(a removed person's templates) are overwritten with zeros, not left in free
+pages, and a new file is created with a private mode (:mod:`.files`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GalleryError, GallerySchemaError
+from .files import PRIVATE, ensure_private_file, tighten
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +34,17 @@ APPLICATION_ID = 0x4647616C
 DEFAULT_TIMEOUT_S = 5.0
 
 
-# --- template storage format ----------------------------------------------------
-#: The ``templates`` columns written by :func:`encode_embedding` and passed, in
-#: this order, to :func:`decode_embedding`. Encrypted templates will add their
-#: column (nonce, key id) here, in a migration, and in the two functions.
+# --- the clear-text template format of schema v1-v2 ---------------------------------
+#: The ``templates`` columns of a clear-text template (key_id NULL): what
+#: :func:`encode_embedding` writes and :func:`decode_embedding` reads. Since
+#: v3 new rows are sealed (:mod:`.protection`); these two read and (in tests and
+#: the benchmark) write the older format, which files of earlier versions hold.
 EMBEDDING_COLUMNS: tuple[str, ...] = ("dim", "embedding")
 
 
 def encode_embedding(vector: np.ndarray) -> dict[str, Any]:
-    """Column values (keys = :data:`EMBEDDING_COLUMNS`) that store one template vector.
-
-    With :func:`decode_embedding`, the only code that knows the on-disk
-    format: float32 little-endian bytes plus the dimension. Returning a column
-    mapping lets a later format add columns without touching the insert SQL.
-    """
+    """Column values (keys = :data:`EMBEDDING_COLUMNS`) of one clear-text template:
+    float32 little-endian bytes plus the dimension."""
     v = np.ascontiguousarray(vector, dtype="<f4")
     if v.ndim != 1:
         raise ValueError(f"expected a 1-D vector, got shape {v.shape}")
@@ -114,6 +115,25 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 MIGRATIONS[1] = _migrate_1_to_2
 
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Encrypted templates (``key_id``: NULL = clear text, sealed by :mod:`.protection` on open),
+    the file's own settings, and an index for the audit log's per-outcome quotas."""
+    from .names import skeleton
+
+    conn.execute("ALTER TABLE templates ADD COLUMN key_id TEXT")
+    conn.execute("CREATE TABLE IF NOT EXISTS gallery_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("CREATE INDEX IF NOT EXISTS events_outcome ON events (outcome, id)")
+    # what each name looks like, so a look-alike is found with one indexed query
+    conn.execute("ALTER TABLE people ADD COLUMN skeleton TEXT")
+    for pid, name in conn.execute("SELECT id, name FROM people").fetchall():
+        conn.execute("UPDATE people SET skeleton = ? WHERE id = ?", (skeleton(name), pid))
+    conn.execute("CREATE INDEX people_skeleton ON people (skeleton)")
+
+
+MIGRATIONS[2] = _migrate_2_to_3
+
+
 def schema_version() -> int:
     """The schema version this code writes (read at call time so tests can extend it)."""
     n = len(MIGRATIONS)
@@ -122,11 +142,14 @@ def schema_version() -> int:
     return n
 
 
-def connect(path: Path | str, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> sqlite3.Connection:
+def connect(path: Path | str, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
+            mode: int = PRIVATE) -> sqlite3.Connection:
     """Open (and, read-write, create or migrate) a facegate database file.
 
-    ``":memory:"`` is a throw-away database. Every failure is a one-line
-    :class:`GalleryError` naming the file.
+    ``":memory:"`` is a throw-away database. A new file is created with exactly
+    ``mode`` (0600, or 0640), whatever the umask; an existing one more open than
+    that is tightened. Every failure is a one-line :class:`GalleryError` naming
+    the file.
     """
     memory = str(path) == ":memory:"
     uri = False
@@ -145,12 +168,16 @@ def connect(path: Path | str, *, readonly: bool = False, timeout: float = DEFAUL
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise GalleryError(f"{path}: cannot create directory: {exc.strerror or exc}") from None
+        ensure_private_file(path, mode)
+        for suffix in ("-wal", "-shm"):
+            tighten(f"{path}{suffix}", mode)
         target = str(path)
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(target, timeout=timeout, uri=uri, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA secure_delete = ON")
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         # The first real read: a file that is not SQLite fails here.
         version = conn.execute("PRAGMA user_version").fetchone()[0]

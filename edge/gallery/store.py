@@ -13,11 +13,18 @@ Safety rules enforced here rather than by callers:
   (:class:`~facegate.edge.errors.GalleryModelMismatch`);
 * only finite, 1-D, L2-normalised vectors are stored or matched;
 * enrollment is all-or-nothing (one transaction);
+* template vectors are stored sealed with AES-GCM, bound to their row
+  (:mod:`.protection`, :mod:`.crypto`; the key from :mod:`.keys`), and the
+  file is created private (:mod:`.files`);
+* a new name that looks like an enrolled one is flagged (:mod:`.names`);
+* removing a person leaves no trace of their templates in the file
+  (``secure_delete`` and a WAL checkpoint);
 * every SQLite failure surfaces as a :class:`~facegate.edge.errors.GalleryError`
   naming the file, never as a raw ``sqlite3`` traceback.
 
 The schema, and how a file is opened and migrated, live in :mod:`.schema`;
-the in-memory matrix matching in :mod:`.matching`.
+the in-memory matrix matching in :mod:`.matching` and, over this file's
+templates, :mod:`.lookup` (1:1 and 1:K).
 """
 
 from __future__ import annotations
@@ -36,11 +43,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import GalleryError, GalleryInputError, GalleryModelMismatch, PersonNotFound
-from ..types import Embedding, Match
+from ..types import Embedding
 from . import schema
-from .checks import MAX_NAME_LENGTH, NORM_TOLERANCE, check_embedding, check_name, check_threshold
-from .matching import Block, build_block, match_matrix
-from .schema import DEFAULT_TIMEOUT_S, EMBEDDING_COLUMNS, encode_embedding
+from .checks import MAX_NAME_LENGTH, NORM_TOLERANCE, check_embedding, check_name
+from .files import PRIVATE
+from .lookup import TemplateLookup
+from .matching import Block, match_matrix
+from .names import refuse_lookalike, skeleton
+from .protection import TemplateProtection, checkpoint, recorded_key_id
+from .records import PersonRecord, TemplateRecord
+from .schema import DEFAULT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +64,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-# --- matching -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class PersonSummary:
     """One enrolled person as listed by :meth:`Gallery.people`."""
@@ -64,18 +75,27 @@ class PersonSummary:
     note: str | None = None
 
 
-class Gallery:
+class Gallery(TemplateLookup):
     """Enrolled people and their face templates in one SQLite file.
 
-    ``Gallery(":memory:")`` is a throw-away gallery for tests. With
+    ``Gallery(":memory:")`` is a throw-away gallery for tests (its templates
+    are sealed with a key that lives only in the process). With
     ``readonly=True`` the file must exist and be at the current schema; every
     write raises :class:`GalleryError`. Safe to share between threads (one lock
     serialises calls); other processes may write the same file concurrently.
+
+    :param key_file: the template key's file (default ``gallery.key`` beside
+        the gallery; a systemd credential wins over both, see :mod:`.keys`).
+    :param file_mode: 0o600, or 0o640 to let the unit's group read the files.
+    :param encrypt_cleartext: encrypt a clear-text gallery even though a key
+        already exists (``facegate gallery encrypt``).
     """
 
     match_matrix = staticmethod(match_matrix)
 
-    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
+                 key_file: str | Path | None = None, file_mode: int = PRIVATE,
+                 encrypt_cleartext: bool = False) -> None:
         self._memory = str(path) == ":memory:"
         self.path: Path | str = ":memory:" if self._memory else Path(path)
         self.readonly = bool(readonly)
@@ -85,10 +105,19 @@ class Gallery:
         self._data_version: int | None = None
         if self._memory and self.readonly:
             raise GalleryInputError("a read-only :memory: gallery would always be empty")
-        self._conn = schema.connect(self.path, readonly=self.readonly, timeout=timeout)
+        self._protect = TemplateProtection(self.path, key_file=key_file, mode=file_mode, memory=self._memory)
+        conn = schema.connect(self.path, readonly=self.readonly, timeout=timeout, mode=file_mode)
+        try:
+            self._protect.on_open(conn, self.readonly, encrypt_cleartext)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise GalleryError(f"{self.path}: cannot check the template key: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
         self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
 
-    # --- opening, schema ------------------------------------------------------------
     # --- lifecycle ---------------------------------------------------------------------
     @property
     def closed(self) -> bool:
@@ -164,6 +193,7 @@ class Gallery:
         sources: Sequence[str | None] | None = None,
         qualities: Sequence[float | None] | None = None,
         note: str | None = None,
+        allow_lookalike: bool = False,
     ) -> int:
         """Add templates for ``name`` (created if new); return how many were added.
 
@@ -171,6 +201,8 @@ class Gallery:
         one transaction, so a bad embedding leaves the gallery unchanged. They
         must come from the same model as every template already stored.
         ``note`` is stored on the person (replacing an earlier note) when given.
+        A new name that looks like an enrolled one raises
+        :class:`~facegate.edge.errors.LookalikeName` unless ``allow_lookalike``.
         """
         name = check_name(name)
         embeddings = list(embeddings)
@@ -197,50 +229,61 @@ class Gallery:
         dims = {v.shape[0] for v in vectors}
         if len(dims) != 1:
             raise GalleryInputError(f"embeddings have different dimensions {sorted(dims)}")
-        dim = dims.pop()
-
         with self._write("enroll") as conn:
-            # Checked under the write lock, so two enrollers cannot mix models.
-            foreign = conn.execute(
-                "SELECT model_id FROM templates WHERE model_id != ? LIMIT 1", (model_id,)
-            ).fetchone()
-            if foreign is not None:
-                raise GalleryModelMismatch(
-                    f"gallery holds templates of model {foreign[0]!r} but these embeddings come from "
-                    f"model {model_id!r}; embeddings of different models cannot be compared. "
-                    f"Use the {foreign[0]!r} model, or re-enroll everyone with {model_id!r} "
-                    "(remove the old people first)."
-                )
-            row = conn.execute("SELECT dim FROM templates WHERE model_id = ? LIMIT 1", (model_id,)).fetchone()
-            if row is not None and row[0] != dim:
-                raise GalleryInputError(f"model {model_id!r} templates in the gallery have dim {row[0]}, got {dim}")
-            now = _now()
-            person = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            if person is None:
-                person_id = conn.execute(
-                    "INSERT INTO people (name, created_at, note) VALUES (?, ?, ?)", (name, now, note)
-                ).lastrowid
-            else:
-                person_id = person[0]
-                if note is not None:
-                    conn.execute("UPDATE people SET note = ? WHERE id = ?", (note, person_id))
-            rows = [
-                {
-                    "person_id": person_id,
-                    "model_id": model_id,
-                    "quality": None if q is None else float(q),
-                    "source": s,
-                    "created_at": now,
-                    **encode_embedding(v),
-                }
-                for v, s, q in zip(vectors, src, qual)
-            ]
-            cols = list(rows[0])  # fixed identifiers from this module, never user input
-            conn.executemany(
-                f"INSERT INTO templates ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})", rows
-            )
+            self._add(conn, name, model_id, vectors, src, qual, note=note, allow_lookalike=allow_lookalike)
         log.info("enrolled %d template(s) for %r (model %s)", n, name, model_id)
         return n
+
+    def _add(self, conn: sqlite3.Connection, name: str, model_id: str, vectors: list[np.ndarray],
+             src: list[str | None], qual: list[float | None], *, note: str | None = None,
+             allow_lookalike: bool = False, created_at: str | None = None) -> None:
+        """Insert checked templates for ``name`` inside the caller's write transaction."""
+        dim = vectors[0].shape[0]
+        # Checked under the write lock, so two enrollers cannot mix models.
+        foreign = conn.execute(
+            "SELECT model_id FROM templates WHERE model_id != ? LIMIT 1", (model_id,)
+        ).fetchone()
+        if foreign is not None:
+            raise GalleryModelMismatch(
+                f"gallery holds templates of model {foreign[0]!r} but these embeddings come from "
+                f"model {model_id!r}; embeddings of different models cannot be compared. "
+                f"Use the {foreign[0]!r} model, or re-enroll everyone with {model_id!r} "
+                "(remove the old people first)."
+            )
+        row = conn.execute("SELECT dim FROM templates WHERE model_id = ? LIMIT 1", (model_id,)).fetchone()
+        if row is not None and row[0] != dim:
+            raise GalleryInputError(f"model {model_id!r} templates in the gallery have dim {row[0]}, got {dim}")
+        now = created_at or _now()
+        person = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        look = skeleton(name)
+        if person is None and not allow_lookalike:
+            refuse_lookalike(name, [r[0] for r in conn.execute("SELECT name FROM people WHERE skeleton = ?", (look,))])
+        cipher = self._protect.cipher_for_write(conn)
+        if person is None:
+            person_id = conn.execute(
+                "INSERT INTO people (name, created_at, note, skeleton) VALUES (?, ?, ?, ?)", (name, now, note, look)
+            ).lastrowid
+        else:
+            person_id = person[0]
+            if note is not None:
+                conn.execute("UPDATE people SET note = ? WHERE id = ?", (note, person_id))
+        # ids chosen here (under the write lock) because each ciphertext is bound to its row id
+        first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM templates").fetchone()[0]
+        rows = [
+            {
+                "person_id": person_id,
+                "model_id": model_id,
+                "quality": None if q is None else float(q),
+                "source": s,
+                "created_at": now,
+                **self._protect.seal(cipher, v, first + i, person_id, name, model_id),
+            }
+            for i, (v, s, q) in enumerate(zip(vectors, src, qual))
+        ]
+        cols = list(rows[0])  # fixed identifiers from this module, never user input
+        conn.executemany(
+            f"INSERT INTO templates ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})", rows
+        )
 
     def remove(self, name: str) -> int:
         """Delete a person and all their templates; return how many templates went."""
@@ -251,8 +294,69 @@ class Gallery:
                 raise PersonNotFound(f"{name!r} is not enrolled")
             count = conn.execute("SELECT count(*) FROM templates WHERE person_id = ?", (person[0],)).fetchone()[0]
             conn.execute("DELETE FROM people WHERE id = ?", (person[0],))  # templates cascade
+        with self._sql("checkpoint") as conn:
+            checkpoint(conn, self.path)  # secure_delete zeroed the rows; drop the WAL's old page images too
         log.info("removed %r and %d template(s)", name, count)
         return int(count)
+
+    def import_people(self, people: Sequence[PersonRecord], *, allow_lookalike: bool = False) -> int:
+        """Add everyone in ``people`` (a backup) in one transaction; returns the templates added.
+
+        Nothing is written if any name is refused or already enrolled, or if
+        the templates come from several models or from another model than the
+        gallery's.
+        """
+        people = list(people)
+        names = [check_name(p.name) for p in people]
+        if len(set(names)) != len(names):
+            raise GalleryInputError("the backup names someone twice")
+        models = {t.model_id for p in people for t in p.templates}
+        if len(models) > 1:
+            raise GalleryModelMismatch(f"the backup mixes models {sorted(models)}")
+        checked = [[check_embedding(Embedding(t.vector, t.model_id), f"{n}: template {i}")
+                    for i, t in enumerate(p.templates)] for n, p in zip(names, people)]
+        added = 0
+        with self._write("import") as conn:
+            taken = sorted(n for n in names if conn.execute("SELECT 1 FROM people WHERE name = ?", (n,)).fetchone())
+            if taken:
+                raise GalleryInputError(f"already enrolled: {', '.join(map(repr, taken))}; remove them first")
+            for name, person, vectors in zip(names, people, checked):
+                if not vectors:
+                    continue
+                self._add(conn, name, person.templates[0].model_id, vectors,
+                          [t.source for t in person.templates], [t.quality for t in person.templates],
+                          note=person.note, allow_lookalike=allow_lookalike, created_at=person.created_at)
+                added += len(vectors)
+        log.info("imported %d people, %d template(s)", len(people), added)
+        return added
+
+    def export_people(self) -> list[PersonRecord]:
+        """Everyone with their decrypted templates, for an encrypted backup (:mod:`.backup`)."""
+        out: list[PersonRecord] = []
+        for model_id in sorted(self.model_ids()):
+            block = self._block(model_id)
+            with self._sql("export") as conn:
+                meta = {r["id"]: r for r in conn.execute(
+                    """SELECT t.id, t.quality, t.source, t.created_at AS t_created, p.name, p.note,
+                              p.created_at AS p_created
+                       FROM templates t JOIN people p ON p.id = t.person_id
+                       WHERE t.model_id = ? ORDER BY t.person_id, t.id""", (model_id,))}
+            rows = list(meta.values())
+            if len(rows) != block.matrix.shape[0]:
+                raise GalleryError(f"{self.path}: changed during export; try again")
+            by_name: dict[str, list[TemplateRecord]] = {}
+            for r, vec in zip(rows, block.matrix):
+                by_name.setdefault(r["name"], []).append(TemplateRecord(
+                    np.array(vec), model_id, r["quality"], r["source"], r["t_created"]))
+            first = {r["name"]: r for r in reversed(rows)}
+            out.extend(PersonRecord(n, first[n]["p_created"], first[n]["note"], tuple(ts)) for n, ts in by_name.items())
+        return out
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key the templates are sealed with (None: nothing sealed yet)."""
+        with self._sql("read key id") as conn:
+            return recorded_key_id(conn)
 
     # --- reads ---------------------------------------------------------------------------
     def people(self) -> list[PersonSummary]:
@@ -305,108 +409,3 @@ class Gallery:
         with self._lock:
             self._db()
             self._blocks.clear()
-
-    def templates(self, model_id: str) -> tuple[list[str], np.ndarray]:
-        """Person name per row and the (n, dim) float32 matrix of one model's templates.
-
-        The matrix is the cached, read-only array used for matching; rows of one
-        person are adjacent. An unknown model gives ``([], empty (0, 0))``.
-        """
-        block = self._block(model_id)
-        return list(block.row_names), block.matrix
-
-    def _block(self, model_id: str) -> Block:
-        """The cached templates of ``model_id``, reloaded if any connection wrote."""
-        with self._sql("load templates") as conn:
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._data_version:
-                log.debug("%s: changed by another connection, dropping cached templates", self.path)
-                self._blocks.clear()
-                self._data_version = version
-            block = self._blocks.get(model_id)
-            if block is None:
-                cur = conn.cursor()
-                cur.row_factory = None  # plain tuples: this query may return 100,000 rows
-                rows = cur.execute(  # noqa: S608 - fixed column names of this package
-                    f"""SELECT t.id, t.person_id, p.name, {", ".join("t." + c for c in EMBEDDING_COLUMNS)}
-                        FROM templates t JOIN people p ON p.id = t.person_id
-                        WHERE t.model_id = ? ORDER BY t.person_id, t.id""",
-                    (model_id,),
-                ).fetchall()
-                block = self._blocks[model_id] = build_block(self.path, model_id, rows)
-        return block
-
-    def _block_for(self, embedding: Embedding) -> tuple[np.ndarray, Block | None]:
-        """Checked query vector and the templates it may be compared with (None: empty gallery)."""
-        vec = check_embedding(embedding, "query embedding")
-        block = self._block(embedding.model_id)
-        if block.matrix.shape[0] == 0:
-            stored = self.model_ids()
-            if not stored:
-                return vec, None
-            raise GalleryModelMismatch(
-                f"query embedding comes from model {embedding.model_id!r} but the gallery was enrolled with "
-                f"{', '.join(map(repr, sorted(stored)))}; use that model, or re-enroll everyone with "
-                f"{embedding.model_id!r}"
-            )
-        if vec.shape[0] != block.dim:
-            raise GalleryInputError(f"query embedding has dim {vec.shape[0]}, gallery templates have dim {block.dim}")
-        return vec, block
-
-    # --- matching -----------------------------------------------------------------------
-    def identify(self, embedding: Embedding, threshold: float) -> Match:
-        """1:K: the nearest enrolled person, accepted if within ``threshold``.
-
-        A person's distance is the minimum over their templates. ``best_name``
-        is always the nearest person; ``name`` only when accepted. An empty
-        gallery gives ``name=None, distance=inf, candidates=0`` (nobody to
-        match is a rejection, not an error).
-        """
-        threshold = check_threshold(threshold)
-        vec, block = self._block_for(embedding)
-        if block is None:
-            return Match(name=None, distance=math.inf, threshold=threshold, model_id=embedding.model_id)
-        per_person = np.minimum.reduceat(match_matrix(vec, block.matrix)[0], block.starts)
-        k = per_person.shape[0]
-        if k >= 2:
-            top2 = np.argpartition(per_person, 1)[:2]
-            best, second = sorted(top2.tolist(), key=lambda j: (per_person[j], j))
-            runner_up, runner_up_distance = block.person_names[second], float(per_person[second])
-        else:
-            best, runner_up, runner_up_distance = 0, None, None
-        distance = float(per_person[best])
-        best_name = block.person_names[best]
-        return Match(
-            name=best_name if distance <= threshold else None,
-            distance=distance,
-            threshold=threshold,
-            model_id=embedding.model_id,
-            best_name=best_name,
-            runner_up=runner_up,
-            runner_up_distance=runner_up_distance,
-            candidates=k,
-        )
-
-    def verify(self, name: str, embedding: Embedding, threshold: float) -> Match:
-        """1:1: is ``embedding`` the enrolled ``name``? Compared with that person's templates only."""
-        name = check_name(name)
-        threshold = check_threshold(threshold)
-        if name not in self:
-            raise PersonNotFound(f"{name!r} is not enrolled")
-        vec, block = self._block_for(embedding)
-        try:
-            i = block.person_names.index(name) if block is not None else -1
-        except ValueError:
-            i = -1
-        if block is None or i < 0:
-            raise GalleryModelMismatch(f"{name!r} has no templates of model {embedding.model_id!r}; re-enroll them")
-        stop = block.starts[i + 1] if i + 1 < len(block.starts) else block.matrix.shape[0]
-        distance = float(match_matrix(vec, block.matrix[block.starts[i] : stop]).min())
-        return Match(
-            name=name if distance <= threshold else None,
-            distance=distance,
-            threshold=threshold,
-            model_id=embedding.model_id,
-            best_name=name,
-            candidates=1,
-        )

@@ -31,6 +31,7 @@ from ..camera import FrameSource, LatestFrameGrabber, create_source
 from ..config import Config
 from ..errors import AuditError, CameraError, ConfigError, FacegateError, LockError
 from ..gallery import Gallery
+from ..gallery.files import file_mode
 from ..lock import Lock, create_lock
 from ..pipeline import FacePipeline, create_pipeline
 from ..operating_threshold import check_threshold_safety, operating_threshold, strong_threshold
@@ -98,9 +99,17 @@ class DoorDaemon:
         self._owned: list = []  # what we built, closed in reverse order
         self.lock = lock if lock is not None else self._own(create_lock(config.lock, on_door_event=self._door_event))
         try:
-            self.gallery = gallery if gallery is not None else self._own(open_door_gallery(config.storage.gallery))
+            storage = config.storage
+            mode = file_mode(storage.group_readable)
+            self.gallery = gallery if gallery is not None else self._own(
+                open_door_gallery(storage.gallery, key_file=storage.key_file, file_mode=mode))
+            # No face images are stored unless [storage] save_face_images = true; the
+            # audit log keeps them private and prunes them with their events.
+            faces = (Path(storage.gallery).parent / "faces"
+                     if storage.save_face_images and storage.gallery != ":memory:" else None)
             self.audit = audit if audit is not None else self._own(
-                AuditLog(config.storage.gallery, retention_days=config.storage.audit_retention_days))
+                AuditLog(storage.gallery, retention_days=storage.audit_retention_days, faces_dir=faces,
+                         file_mode=mode))
             self.pipeline = pipeline or create_pipeline(config)
             self.source = source if source is not None else create_source(config.camera)
         except BaseException:
@@ -112,12 +121,6 @@ class DoorDaemon:
         self.stall_seconds = stall_seconds
         self.reconnect_backoff = reconnect_backoff
         self.stats = DaemonStats()
-        # No face images are stored unless [storage] save_face_images = true.
-        self.faces_dir: Path | None = None
-        if config.storage.save_face_images and config.storage.gallery != ":memory:":
-            self.faces_dir = Path(config.storage.gallery).parent / "faces"
-            self.faces_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._prune_faces()
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._visit_start: float | None = None
@@ -294,8 +297,7 @@ class DoorDaemon:
                 self.stats.grants += 1
                 if self._visit_start is not None:
                     self.stats.decision_latency_s.append(time.monotonic() - self._visit_start)
-                if self.faces_dir is not None and face is not None:
-                    self._save_face(event, decision, face.crop.image)
+                self._save_face(event, decision, face)
         if decision.outcome == "deny":
             self.stats.denies += 1
         elif decision.outcome == "lockout":
@@ -309,8 +311,8 @@ class DoorDaemon:
         elif self._should_audit(decision, frame.timestamp):
             decision = replace(decision, latency_ms=round(ms, 1))
             event = self._audit(decision)
-            if event is not None and self.faces_dir is not None and face is not None:
-                self._save_face(event, decision, face.crop.image)
+            if event is not None:
+                self._save_face(event, decision, face)
         else:
             log.debug("frame %d: %s %s", frame.index, decision.outcome, decision.reason)
         if self.on_decision is not None:
@@ -325,22 +327,14 @@ class DoorDaemon:
             log.error("the lock cannot be driven: stopping")
             raise
 
-    def _save_face(self, event: int, decision: Decision, crop) -> None:
-        """Keep the aligned crop of an audited decision (only when the user turned it on)."""
-        import cv2
-
-        assert self.faces_dir is not None
-        path = self.faces_dir / f"{event:08d}-{decision.outcome}.jpg"
-        if not cv2.imwrite(str(path), crop):
-            log.error("could not save %s", path)
-
-    def _prune_faces(self) -> None:
-        """Face crops follow the audit log's retention."""
-        assert self.faces_dir is not None
-        cutoff = time.time() - self.config.storage.audit_retention_days * 86400
-        for f in self.faces_dir.glob("*.jpg"):
-            if f.stat().st_mtime < cutoff:
-                f.unlink(missing_ok=True)
+    def _save_face(self, event: int, decision: Decision, face) -> None:
+        """The crop of an audited decision, kept by the audit log only when the user turned it on."""
+        if face is None or getattr(self.audit, "faces_dir", None) is None:
+            return
+        try:
+            self.audit.save_face(event, decision.outcome, face.crop.image)
+        except AuditError as exc:
+            log.error("%s", exc)
 
     def _should_audit(self, decision: Decision, now: float) -> bool:
         """Every grant; a deny or lockout when it starts or once per attempt slice.

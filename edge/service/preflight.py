@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 __all__ = ["open_door_gallery", "check_ready"]
 
 
-def open_door_gallery(path: str | Path) -> Gallery:
-    """The daemon's gallery: it must already exist (enrollment creates it, the door never does)."""
+def open_door_gallery(path: str | Path, **kwargs) -> Gallery:
+    """The daemon's gallery: it must already exist (enrollment creates it, the door never does).
+
+    ``kwargs`` go to :class:`Gallery` (key file, file mode).
+    """
     if str(path) != ":memory:":
         p = Path(path)
         if not p.exists():
@@ -31,7 +34,7 @@ def open_door_gallery(path: str | Path) -> Gallery:
                                "the door does not run with nobody enrolled")
         if not p.is_file():
             raise GalleryError(f"{p}: not a gallery file")
-    return Gallery(path)
+    return Gallery(path, **kwargs)
 
 
 def check_ready(gallery: Gallery, model_id: str, thresholds, threshold: float | None,

@@ -133,3 +133,16 @@ def test_cached_views_without_targets_need_an_online_teacher(packed_run, tmp_pat
                        init_from="facenet", max_steps=1, device="cpu", p=2, k=2)
     with pytest.raises(LadderError, match="teacher.npy"):
         train_rung(cfg)
+
+
+def test_a_pool_adds_faces_for_distillation_only_and_needs_an_online_teacher(packed_run, tmp_path):
+    views, teacher, _ = packed_run
+    rng = np.random.default_rng(5)
+    pool = write_view_cache(tmp_path / "pool", {SPEC: rng.integers(0, 255, (6, 96, 96, 3), dtype=np.uint8)},
+                            np.full(6, -1), np.ones(6, bool), None, SPEC)
+    with pytest.raises(LadderError, match="online teacher"):
+        LadderConfig(pool=str(pool))
+    cfg = LadderConfig(views=str(views), eval_set="", out=str(tmp_path / "r"), repeats=(1, 1, 1), input_size=80,
+                       init_from=str(teacher), teacher=str(teacher), pool=str(pool), p=2, k=2, extra=20,
+                       max_steps=1, threads=1, bf16=False, device="cpu", eval_at_start=False)
+    assert train_rung(cfg)["step"] == 1  # 20 extras from 16 labelled + 6 pooled faces: the pool is drawn from

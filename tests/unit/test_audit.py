@@ -118,12 +118,13 @@ def test_foreign_events_table_refused(tmp_path):
 
 
 def test_retention_by_count_every_n_writes():
-    with open_log(":memory:", max_events=5, prune_every=1) as log:
+    """Grants by their own quota here (max_events caps everything else: test_audit_privacy)."""
+    with open_log(":memory:", max_grants=5, prune_every=1) as log:
         for i in range(12):
             log.record(decision(name=f"p{i}", ts=NOW + i))
         assert log.count() == 5
         assert [d.name for d in log.recent()] == ["p11", "p10", "p9", "p8", "p7"]
-    with open_log(":memory:", max_events=5, prune_every=4) as log:
+    with open_log(":memory:", max_grants=5, prune_every=4) as log:
         for i in range(7):
             log.record(decision(name=f"p{i}", ts=NOW + i))
         assert log.count() == 7  # not due yet
@@ -133,10 +134,10 @@ def test_retention_by_count_every_n_writes():
 
 def test_retention_by_count_on_open(tmp_path):
     path = tmp_path / "a.db"
-    with open_log(path, max_events=None) as log:
+    with open_log(path, max_grants=None) as log:
         for i in range(20):
             log.record(decision(name=f"p{i}", ts=NOW + i))
-    with open_log(path, max_events=5) as log:
+    with open_log(path, max_grants=5) as log:
         assert [d.name for d in log.recent()] == ["p19", "p18", "p17", "p16", "p15"]
 
 
@@ -181,7 +182,8 @@ def test_close_is_idempotent_and_use_after_close_raises():
         log.recent()
 
 
-@pytest.mark.parametrize("kwargs", [{"retention_days": 0}, {"max_events": 0}, {"prune_every": 0}])
+@pytest.mark.parametrize("kwargs", [{"retention_days": 0}, {"max_events": 0}, {"max_grants": 0}, {"prune_every": 0},
+                                    {"prune_interval_s": 0}])
 def test_bad_limits(kwargs):
     with pytest.raises(ValueError):
         open_log(":memory:", **kwargs)

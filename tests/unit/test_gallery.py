@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facegate.edge import gallery as gallery_mod
-from facegate.edge.gallery import store as store_mod
+from facegate.edge.gallery.crypto import TemplateCipher
 from facegate.edge.errors import GalleryError, GalleryModelMismatch, GallerySchemaError, PersonNotFound
 from facegate.edge.gallery import Gallery, match_matrix, schema_version
 from facegate.edge.types import Embedding
@@ -212,15 +212,15 @@ def test_wrong_dim_against_gallery_refused(g, rng):
 
 def test_failure_inside_transaction_rolls_back(g, rng, monkeypatch):
     g.enroll("Alice", [emb(unit(rng))])
-    real, calls = store_mod.encode_embedding, []
+    real, calls = TemplateCipher.seal, []
 
-    def flaky(vector):
+    def flaky(self, vector, aad):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("disk on fire")
-        return real(vector)
+        return real(self, vector, aad)
 
-    monkeypatch.setattr(store_mod, "encode_embedding", flaky)
+    monkeypatch.setattr(TemplateCipher, "seal", flaky)
     with pytest.raises(RuntimeError):
         g.enroll("Bob", [emb(unit(rng)), emb(unit(rng))])
     assert [p.name for p in g.people()] == ["Alice"] and template_count(g) == 1
@@ -249,7 +249,7 @@ def test_persistence_across_reopen(tmp_path, rng):
             ro.enroll("Bob", [emb(unit(rng))])
     conn = sqlite3.connect(path)
     row = conn.execute("SELECT source, quality, dim, length(embedding) FROM templates").fetchone()
-    assert row == ("alice.jpg", pytest.approx(0.7), DIM, 4 * DIM)
+    assert row == ("alice.jpg", pytest.approx(0.7), DIM, 1 + 12 + 4 * DIM + 16)  # version, nonce, sealed, tag
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
@@ -258,7 +258,7 @@ def test_schema_version_set(tmp_path):
     path = tmp_path / "g.db"
     Gallery(path).close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 2  # people/templates, events
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 3  # people/templates, events, sealed templates
     assert conn.execute("PRAGMA application_id").fetchone()[0] == gallery_mod.APPLICATION_ID
     conn.close()
 
@@ -274,28 +274,29 @@ def test_newer_schema_refused(tmp_path):
 
 
 def test_migration_path(tmp_path, monkeypatch, rng):
-    """A v2 file is upgraded on open by a new migration; a failing one changes nothing."""
+    """A file is upgraded on open by a new migration; a failing one changes nothing."""
+    v = schema_version()
     path = tmp_path / "g.db"
     with Gallery(path) as g:
         g.enroll("Alice", [emb(unit(rng))])
 
     def broken(conn):
-        conn.execute("ALTER TABLE templates ADD COLUMN key_id TEXT")
+        conn.execute("ALTER TABLE templates ADD COLUMN key_id2 TEXT")
         raise sqlite3.OperationalError("boom")
 
-    monkeypatch.setitem(gallery_mod.MIGRATIONS, 2, broken)
-    with pytest.raises(GallerySchemaError, match="v2 -> v3"):
+    monkeypatch.setitem(gallery_mod.MIGRATIONS, v, broken)
+    with pytest.raises(GallerySchemaError, match=f"v{v} -> v{v + 1}"):
         Gallery(path)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert "key_id" not in [r[1] for r in conn.execute("PRAGMA table_info(templates)")]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == v
+    assert "key_id2" not in [r[1] for r in conn.execute("PRAGMA table_info(templates)")]
     conn.close()
 
-    monkeypatch.setitem(gallery_mod.MIGRATIONS, 2, lambda c: c.execute("ALTER TABLE templates ADD COLUMN key_id TEXT"))
+    monkeypatch.setitem(gallery_mod.MIGRATIONS, v, lambda c: c.execute("ALTER TABLE templates ADD COLUMN key_id2 TEXT"))
     with Gallery(path) as g:
         assert len(g) == 1 and g.templates(MODEL)[1].shape == (1, DIM)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == v + 1
     conn.close()
 
 
@@ -386,5 +387,5 @@ def test_damaged_template_row_reported(tmp_path, rng):
     conn.execute("UPDATE templates SET embedding = x'00010203'")
     conn.commit()
     conn.close()
-    with Gallery(path) as g, pytest.raises(GalleryError, match="does not match dim"):
+    with Gallery(path) as g, pytest.raises(GalleryError, match="wrong size or format"):
         g.identify(emb(unit(rng)), 0.5)
