@@ -11,9 +11,11 @@ a daemon slower than that drops frames, newest only, as with a camera). An
 unpaced replay (``--fps 0``) spins the camera thread and measures that, not
 the door. It reports, as one JSON object:
 
-* ``rss_growth_mb``: peak resident memory after the run minus the resident
-  memory after a warm-up (``--warmup`` frames: models loaded, caches filled),
-  and the largest RSS sampled after warm-up minus that baseline;
+* ``rss_growth_mb``: the largest resident memory sampled (every 2 s) after a
+  warm-up (``--warmup`` frames: models loaded, caches filled) minus the RSS
+  at the end of the warm-up; that includes transient peaks (a crowded frame),
+  so the first and last quarters of the samples (median, peak) and a fitted
+  trend in MB per 10,000 frames say whether anything *grows*;
 * ``fds_start`` / ``fds_end``: open file descriptors after warm-up and at the end;
 * ``watchdog``: how many WATCHDOG=1 were sent, the longest gap between two
   and how many gaps exceeded half of the unit's WatchdogSec (30 s), i.e. a
@@ -36,6 +38,8 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 WATCHDOG_SEC = 30.0  # systemd/facegate.service
 
@@ -138,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     feeds = notes.feeds
     gaps = [b - a for a, b in zip(feeds, feeds[1:])]
     peak = max([r for _, r in samples] + [rss_end])
+    # A leak grows with frames; a transient peak (a crowded frame) does not. Compare the
+    # first and the last quarter of the samples, and fit MB per 10,000 frames.
+    q = max(1, len(samples) // 4)
+    first, last = [r for _, r in samples[:q]], [r for _, r in samples[-q:]]
+    if len(samples) >= 2:
+        xs = np.array([n for n, _ in samples], float)
+        ys = np.array([r for _, r in samples], float)
+        slope = float(np.polyfit(xs, ys, 1)[0]) * 10_000 if np.ptp(xs) > 0 else 0.0
+    else:
+        slope = float("nan")
     result = {
         "benchmark": "soak",
         "frames": stats.frames,
@@ -150,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         "rss_peak_after_warmup_mb": round(peak, 1),
         "rss_growth_mb": round(peak - baseline.get("rss", float("nan")), 2),
         "rss_samples": len(samples),
+        "rss_first_quarter_mb": {"median": round(float(np.median(first)), 1), "peak": round(max(first), 1)}
+        if samples else None,
+        "rss_last_quarter_mb": {"median": round(float(np.median(last)), 1), "peak": round(max(last), 1)}
+        if samples else None,
+        "rss_trend_mb_per_10k_frames": round(slope, 3),
         "fds_start": int(baseline.get("fds", -1)),
         "fds_end": fds_end,
         "watchdog": {
