@@ -98,6 +98,11 @@ class MatchConfig:
     #: Identification: the best person must be at least this much nearer than the
     #: runner-up (``facegate calibrate`` sets it with the threshold); None = no margin.
     margin: float | None = setting(None, ge=0, le=2)
+    #: Target chance that a stranger's judged face matches anybody of the gallery: the pair
+    #: threshold is tightened for identification_fmr / (people enrolled); see operating_threshold.
+    identification_fmr: float | None = setting(1e-3, gt=0, le=0.1)
+    #: A threshold looser than the model was measured at is refused (at start and on SIGHUP) unless this is true.
+    allow_unsafe_threshold: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,12 @@ class DaemonConfig:
     #: Send WATCHDOG=1 to systemd (the unit sets WatchdogSec=).
     watchdog: bool = True
     status_interval_seconds: float = setting(5.0, gt=0, le=3600)
+    #: WATCHDOG=1 is sent only while the newest camera frame is younger than this.
+    frame_timeout_seconds: float = setting(5.0, gt=0, le=600)
+    #: No frame for this long: exit non-zero (door locked) so systemd restarts the service.
+    camera_stall_seconds: float = setting(20.0, gt=0, le=3600)
+    #: This many frames in a row failing in a stage (detector, embedder, liveness): exit non-zero.
+    max_stage_errors: int = setting(3, ge=1, le=1000)
 
 
 @dataclass(frozen=True)

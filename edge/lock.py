@@ -14,6 +14,7 @@ the door open longer than asked.
 from __future__ import annotations
 
 import atexit
+from collections import deque
 import logging
 import math
 import threading
@@ -34,6 +35,8 @@ __all__ = ["LOCKS", "Lock", "GpioLock", "LogLock", "create_lock"]
 
 logger = logging.getLogger("facegate.lock")
 
+#: State changes a LogLock remembers.
+HISTORY_KEEP = 1000
 #: How long close() waits for the relock thread to finish.
 _JOIN_TIMEOUT = 2.0
 
@@ -107,9 +110,10 @@ class _TimedLock(ABC):
 
     @property
     def is_locked(self) -> bool:
-        """True while de-energised; a closed lock reports locked."""
+        """True while de-energised. A lock whose last de-energise failed reports
+        unlocked, closed or not: it never claims a state it could not drive."""
         with self._cond:
-            return self._closed or not self._energised
+            return not self._energised
 
     @property
     def relock_in(self) -> float | None:
@@ -139,12 +143,24 @@ class _TimedLock(ABC):
             self._cond.notify_all()
 
     def lock(self) -> None:
-        """Hold the door now and cancel the pending relock."""
+        """Hold the door now and cancel the pending relock.
+
+        If the output cannot be driven, the relock thread keeps retrying (every
+        0.1 s) and :class:`LockError` is raised: the caller must not carry on
+        as if the door were held.
+        """
         with self._cond:
             self._check_open()
             self._deadline = None
             if self._energised:
-                self._apply(False, "lock()")
+                try:
+                    self._apply(False, "lock()")
+                except Exception as e:
+                    self._deadline = self._clock() + 0.1  # keep trying from the relock thread
+                    self._ensure_thread()
+                    self._cond.notify_all()
+                    logger.error("%s: could not lock: %s; retrying", self._name, e)
+                    raise e if isinstance(e, LockError) else LockError(f"{self._name}: could not lock: {e}") from e
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -344,8 +360,13 @@ class GpioLock(_TimedLock):
                 self._device.on()
             else:
                 self._device.off()
-        except GPIOZeroError as e:
+            # Read the pin back: a write that did not take must not pass for one that did.
+            actual = bool(self._device.value)
+        except (GPIOZeroError, OSError) as e:
             raise LockError(f"{self._name}: cannot drive the relay: {e}") from e
+        if actual != energised:
+            raise LockError(f"{self._name}: the relay output reads {'on' if actual else 'off'} after driving it "
+                            f"{'on' if energised else 'off'}")
 
     def _release(self) -> None:
         for attr in ("_contact", "_device"):
@@ -386,7 +407,8 @@ class LogLock(_TimedLock):
 
     def __init__(self, unlock_seconds: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(unlock_seconds, name="LogLock", clock=clock)
-        self.history: list[tuple[float, str]] = [(clock(), "locked")]
+        # bounded: a bench daemon running for months must not grow
+        self.history: deque[tuple[float, str]] = deque([(clock(), "locked")], maxlen=HISTORY_KEEP)
         self._start()
         logger.info("%s: ready, locked (no hardware)", self._name)
 

@@ -36,23 +36,24 @@ Cooldown (one unlock per visit)
     ``now - last_seen >= cooldown_seconds``: P must have produced no accepted
     frame for ``cooldown_seconds``. Other people are not affected.
 
-Visits, denied attempts and lockout
-    * A visit is a run of face frames (idle frames excluded) with gaps shorter
-      than ``window_seconds``. A visit longer than ``attempt_seconds`` is cut
-      into slices of ``attempt_seconds``, each counted as its own visit, so a
-      continuous stream of faces is still rate-limited.
-    * A visit (or slice) is a *denied attempt* when it produced at least one
-      ``deny`` and neither a ``grant`` nor a ``cooldown``. It is counted when
-      it ends: at ``last face + window_seconds`` or at ``start +
-      attempt_seconds``. A stranger standing in front of the camera for T
-      seconds therefore counts as ``ceil(T / attempt_seconds)`` attempts
-      (10 s -> 1 with the defaults), never one per frame.
-    * When ``max_denied`` attempts fall within ``lockout_window_seconds``, the
-      door is locked out for ``lockout_seconds``: every face frame returns
-      ``lockout`` and nothing is judged or granted; the evidence window and the
-      attempt count are cleared. The frame that completes the count returns
-      ``lockout`` (idle frames stay ``idle``). ``lockout_seconds = 0`` disables
-      lockout (attempts are still counted, see ``denied_attempts``).
+Rate limit, rejected faces and lockout (:mod:`facegate.edge.policy_limits`)
+    * At most one face is judged per ``min_interval_seconds`` (0.2 s by
+      default: 5 a second, whatever the camera's rate).
+    * Every judged face that matches nobody is a *rejected face*. When
+      ``max_denied`` of them fall within ``lockout_window_seconds`` the door
+      is locked out: ``lockout_seconds`` the first time, ``lockout_escalation``
+      times longer for each lockout that follows within
+      ``lockout_reset_seconds`` of the last one, at most
+      ``max_lockout_seconds``. The frame that completes the count returns
+      ``lockout`` with the length and level in ``extra`` (the daemon audits
+      it); the evidence window is cleared. ``lockout_seconds = 0`` disables
+      lockout (faces are still counted, see ``denied_attempts``).
+    * During a lockout every face frame returns ``lockout`` and is not
+      counted, with one documented exception: when the caller passes a
+      ``strong_threshold`` to :meth:`DecisionPolicy.observe`, an enrolled
+      person P whose last ``n`` judged faces (rate limited as above) all match
+      P within it is granted (cooldown still applies); the lockout stays in
+      force for everyone else. Without ``strong_threshold`` nobody is.
 
 Liveness (when a :class:`~facegate.edge.liveness.Liveness` stage is given)
     * Every face frame accepted for P that passes the quality gate adds its
@@ -64,8 +65,9 @@ Liveness (when a :class:`~facegate.edge.liveness.Liveness` stage is given)
       by later frames of the visit.
     * A grant additionally needs every check to say live; until they do the
       outcome is ``pending`` ("liveness: ..."): never a grant on too little
-      evidence. The stage forgets everything when the visit ends or a
-      lockout starts.
+      evidence. The stage forgets everything when the visit ends (no face for
+      ``window_seconds``) or a lockout starts.
+    * The strong match that passes a lockout (below) needs a live verdict too.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .liveness import FaceSample, Liveness, LivenessResult, Verdict
+from .policy_limits import FaceLockout, LockoutStart
 from .settings import check_fields, fail, setting
 from .types import Decision, Match, Outcome, Quality
 
@@ -94,11 +97,14 @@ class PolicyConfig:
     n: int = setting(3, ge=1, le=100)  # ...among the last n judged frames
     window_seconds: float = setting(2.0, gt=0, le=60)  # judged frames older than this are forgotten
     cooldown_seconds: float = setting(5.0, ge=0, le=3600)  # absence needed before the same person is granted again
-    max_denied: int = setting(5, ge=1, le=1000)  # denied attempts (visits) within lockout_window_seconds...
+    max_denied: int = setting(15, ge=1, le=1000)  # rejected judged faces within lockout_window_seconds...
     lockout_window_seconds: float = setting(60.0, gt=0, le=86400)
     lockout_seconds: float = setting(60.0, ge=0, le=86400)  # ...lock everyone out this long (0 = never)
-    attempt_seconds: float = setting(10.0, gt=0, le=3600)  # a continuous visit counts as one attempt per slice
-    min_interval_seconds: float = setting(0.0, ge=0, le=60)  # rate limit between judged frames; 0 = every frame
+    lockout_escalation: float = setting(2.0, ge=1, le=10)  # each lockout soon after the last is this much longer
+    max_lockout_seconds: float = setting(900.0, ge=0, le=86400)  # ...up to this
+    lockout_reset_seconds: float = setting(3600.0, gt=0, le=604800)  # quiet time that resets the escalation
+    attempt_seconds: float = setting(10.0, gt=0, le=3600)  # the daemon audits a running deny/lockout once per this
+    min_interval_seconds: float = setting(0.2, ge=0, le=60)  # rate limit between judged faces; 0 = every frame
 
     def __post_init__(self) -> None:
         check_fields(self, "policy")
@@ -138,28 +144,41 @@ class DecisionPolicy:
         self._window: deque[_Judged] = deque()
         self._last_judged: float | None = None
         self._cooldown: dict[str, float] = {}  # name -> last accepted frame since its grant
-        self._attempts: deque[float] = deque()  # times denied attempts were counted
-        self._lockout_until: float | None = None
-        # current visit
-        self._visit_start: float | None = None
-        self._visit_last_face: float | None = None
-        self._visit_denied = False
-        self._visit_recognised = False
+        cfg = self.config
+        self._limits = FaceLockout(cfg.max_denied, cfg.lockout_window_seconds, cfg.lockout_seconds,
+                                   cfg.lockout_escalation, cfg.max_lockout_seconds, cfg.lockout_reset_seconds)
+        self._strong: deque[_Judged] = deque()  # judged faces during a lockout
+        self.judged = 0  # judged faces, in all
+        self._visit_last_face: float | None = None  # the liveness stage judges one visit at a time
         if getattr(self, "liveness", None) is not None:
             self.liveness.reset()
+
+    def revoke_grant(self, name: str) -> None:
+        """The caller could not carry a grant out (it could not be audited): no cooldown for it."""
+        self._cooldown.pop(name, None)
+        self.forget_evidence()
+
+    def forget_evidence(self) -> None:
+        """Drop the judged frames (not the lockout): after a stage error, never grant across the gap."""
+        self._window.clear()
+        self._strong.clear()
+        self._last_judged = None
 
     # -- queries ---------------------------------------------------------------
     def lockout_remaining(self, now: float | None = None) -> float:
         """Seconds of lockout left (0.0 when not locked out)."""
         now = self._clock() if now is None else now
-        if self._lockout_until is None:
-            return 0.0
-        return max(0.0, self._lockout_until - now)
+        return self._limits.remaining(now)
 
     @property
     def denied_attempts(self) -> int:
-        """Denied attempts currently counted towards a lockout."""
-        return len(self._attempts)
+        """Rejected judged faces currently counted towards a lockout."""
+        return self._limits.count
+
+    @property
+    def limits(self) -> FaceLockout:
+        """The lockout counter (level, lockouts and rejected faces in all)."""
+        return self._limits
 
     # -- the per-frame entry point --------------------------------------------------
     def observe(
@@ -169,13 +188,15 @@ class DecisionPolicy:
         face_count: int,
         now: float | None = None,
         face: FaceSample | None = None,
+        strong_threshold: float | None = None,
     ) -> Decision:
         """Judge one frame: ``match``/``quality``/``face`` are for its largest face.
 
         ``match`` None with ``face_count == 0`` means no face. ``quality`` None
         means no quality gate was applied to this face. ``face`` is what the
         liveness stage needs of it (ignored without one; without it a policy
-        with liveness never grants).
+        with liveness never grants). ``strong_threshold``: see the lockout
+        rule in the module docstring.
         """
         now = self._clock() if now is None else float(now)
         if face_count < 0:
@@ -186,16 +207,20 @@ class DecisionPolicy:
 
         self._expire(now)
         has_face = face_count > 0
-        if has_face:
-            self._track_visit(now)
 
-        if self._lockout_until is not None:
-            left = self._lockout_until - now
+        if has_face:
+            self._visit_last_face = now
+        left = self._limits.remaining(now)
+        if left > 0:
             if not has_face:
                 return self._decide("idle", reason=f"no face (locked out for {left:.1f} s more)")
+            if strong_threshold is not None and match is not None and (quality is None or quality.ok):
+                self._add_sample(match, face)
+                return self._judge_during_lockout(match, now, face_count, strong_threshold, left)
             return self._decide(
                 "lockout", match=match, reason=f"locked out for {left:.1f} s more", lockout_remaining=left
             )
+        self._strong.clear()
 
         if not has_face:
             return self._decide("idle", reason="no face")
@@ -203,9 +228,7 @@ class DecisionPolicy:
             return self._decide("skip", match=match, reason="quality: " + ", ".join(quality.reasons))
         if match is None:
             return self._decide("skip", reason="face without a match")
-        if self.liveness is not None and face is not None and match.name is not None \
-                and match.distance <= match.threshold:
-            self.liveness.add(match.name, face)
+        self._add_sample(match, face)
         if (
             cfg.min_interval_seconds > 0
             and self._last_judged is not None
@@ -216,11 +239,22 @@ class DecisionPolicy:
         return self._judge(match, now, face_count)
 
     # -- internals ---------------------------------------------------------------
+    def _add_sample(self, match: Match, face: FaceSample | None) -> None:
+        """A face accepted for P (quality passed) adds its geometry to P's liveness samples."""
+        if self.liveness is not None and face is not None and match.name is not None \
+                and match.distance <= match.threshold:
+            self.liveness.add(match.name, face)
+
     def _judge(self, match: Match, now: float, face_count: int) -> Decision:
         cfg = self.config
         self._last_judged = now
+        self.judged += 1
         accepted = match.name is not None and match.distance <= match.threshold
         name = match.name if accepted else None
+        if not accepted:
+            started = self._limits.reject(now)
+            if started is not None:
+                return self._lockout_started(match, started)
         if self._window and self._window[-1].model_id != match.model_id:
             self._window.clear()  # never mix evidence from two models
         self._window.append(_Judged(now, name, match.model_id))
@@ -246,7 +280,6 @@ class DecisionPolicy:
         if name is not None and self.liveness is not None:
             live = self.liveness.judge(name, now)
             if live.verdict is Verdict.SPOOF:  # any failed check denies, whatever else passed
-                self._visit_denied = True
                 why = (f"liveness: {live.reason}" if live.check == "timeout"
                        else f"spoof: {live.check}: {live.reason}")
                 return self._decide("deny", match, frames_used=used, reason=why, liveness=live.check, **extra)
@@ -254,7 +287,6 @@ class DecisionPolicy:
         if name is not None and not others and names.count(name) >= cfg.k:
             support = f"{names.count(name)} of last {used} judged frames matched {name}"
             if cooling:
-                self._visit_recognised = True
                 return self._decide(
                     "cooldown", match, name=name, frames_used=used,
                     reason=f"{support}; already granted, not absent for {cfg.cooldown_seconds:g} s yet",
@@ -263,14 +295,12 @@ class DecisionPolicy:
             if live is not None and live.verdict is not Verdict.LIVE:
                 return self._decide("pending", match, name=name, frames_used=used,
                                     reason=f"{support}; liveness: {live.reason}", **extra)
-            self._visit_recognised = True
             self._cooldown[name] = now
             if live is not None:
                 support += f"; live ({live.reason})"
             return self._decide("grant", match, name=name, frames_used=used, reason=support, **extra)
 
         if used >= cfg.n or rejected > cfg.n - cfg.k:
-            self._visit_denied = True
             if others:
                 ids = sorted({x for x in names if x is not None})
                 why = f"conflicting identities in last {used} judged frames: {', '.join(ids)}"
@@ -287,51 +317,71 @@ class DecisionPolicy:
             **extra,
         )
 
-    def _expire(self, now: float) -> None:
-        """Forget what is too old, and close a visit that ended in a gap."""
+    def _lockout_started(self, match: Match, started: LockoutStart) -> Decision:
+        self._window.clear()
+        self._last_judged = None
+        if self.liveness is not None:
+            self.liveness.reset()
         cfg = self.config
-        if self._lockout_until is not None and now >= self._lockout_until:
-            self._lockout_until = None  # lockout over: start afresh
+        return self._decide(
+            "lockout", match,
+            reason=(f"{started.rejected} rejected faces within {cfg.lockout_window_seconds:g} s: "
+                    f"locked out for {started.seconds:g} s (level {started.level})"),
+            lockout_seconds=started.seconds, lockout_level=started.level, lockout_remaining=started.seconds,
+        )
+
+    def _judge_during_lockout(self, match: Match, now: float, face_count: int, strong: float,
+                              left: float) -> Decision:
+        """The one way through a lockout: n of n judged faces strongly matching one enrolled person."""
+        cfg = self.config
+        if self._last_judged is not None and now - self._last_judged < cfg.min_interval_seconds:
+            return self._decide("lockout", match, reason=f"locked out for {left:.1f} s more (rate limited)",
+                                lockout_remaining=left)
+        self._last_judged = now
+        self.judged += 1
+        ok = match.name is not None and match.distance <= min(strong, match.threshold)
+        self._strong.append(_Judged(now, match.name if ok else None, match.model_id))
+        while len(self._strong) > cfg.n or (self._strong and now - self._strong[0].t > cfg.window_seconds):
+            self._strong.popleft()
+        names = {j.name for j in self._strong}
+        models = {j.model_id for j in self._strong}
+        if ok and len(self._strong) == cfg.n and names == {match.name} and len(models) == 1:
+            name = match.name
+            assert name is not None
+            if name in self._cooldown and now - self._cooldown[name] < cfg.cooldown_seconds:
+                self._cooldown[name] = now
+                return self._decide("cooldown", match, name=name, frames_used=cfg.n,
+                                    reason="strong match during lockout; already granted")
+            if self.liveness is not None:  # a strong match of a photo is still a photo
+                live = self.liveness.judge(name, now)
+                if live.verdict is not Verdict.LIVE:
+                    why = ("spoof: " + f"{live.check}: {live.reason}" if live.verdict is Verdict.SPOOF
+                           else f"liveness: {live.reason}")
+                    return self._decide("lockout", match, reason=f"locked out for {left:.1f} s more; strong "
+                                        f"match of {name} but {why}", lockout_remaining=left,
+                                        liveness=live.check)
+            self._cooldown[name] = now
+            self._strong.clear()
+            return self._decide(
+                "grant", match, name=name, frames_used=cfg.n,
+                reason=(f"{cfg.n} of {cfg.n} judged frames matched {name} within the strong threshold "
+                        f"{strong:.3f} during a lockout ({left:.0f} s left)"),
+                faces=face_count, lockout_remaining=left, strong_threshold=round(strong, 4),
+            )
+        return self._decide("lockout", match, reason=f"locked out for {left:.1f} s more", lockout_remaining=left)
+
+    def _expire(self, now: float) -> None:
+        """Forget what is too old."""
+        cfg = self.config
+        self._limits.expire(now)
         while self._window and now - self._window[0].t > cfg.window_seconds:
             self._window.popleft()
         for name in [p for p, t in self._cooldown.items() if now - t >= cfg.cooldown_seconds]:
             del self._cooldown[name]
-        while self._attempts and now - self._attempts[0] > cfg.lockout_window_seconds:
-            self._attempts.popleft()
         if self._visit_last_face is not None and now - self._visit_last_face >= cfg.window_seconds:
-            self._end_visit(self._visit_last_face + cfg.window_seconds)
-            self._visit_start = self._visit_last_face = None
+            self._visit_last_face = None
             if self.liveness is not None:
                 self.liveness.reset()  # a new visit is judged afresh
-
-    def _track_visit(self, now: float) -> None:
-        """Count this face frame into the current visit (or a new slice of it)."""
-        cfg = self.config
-        if self._visit_start is not None and now - self._visit_start >= cfg.attempt_seconds:
-            self._end_visit(self._visit_start + cfg.attempt_seconds)
-            self._visit_start = None
-        if self._visit_start is None:
-            self._visit_start = now
-            self._visit_denied = self._visit_recognised = False
-        self._visit_last_face = now
-
-    def _end_visit(self, at: float) -> None:
-        """Count a denied attempt if the visit warrants it; maybe lock out."""
-        cfg = self.config
-        denied = self._visit_denied and not self._visit_recognised
-        self._visit_denied = self._visit_recognised = False
-        if not denied or self._lockout_until is not None:
-            return
-        self._attempts.append(at)
-        while self._attempts and at - self._attempts[0] > cfg.lockout_window_seconds:
-            self._attempts.popleft()
-        if cfg.lockout_seconds > 0 and len(self._attempts) >= cfg.max_denied:
-            self._lockout_until = at + cfg.lockout_seconds
-            self._attempts.clear()
-            self._window.clear()
-            self._last_judged = None
-            if self.liveness is not None:
-                self.liveness.reset()
 
     def _decide(
         self,

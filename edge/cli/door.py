@@ -42,6 +42,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor(args)
 
 
+def cmd_relock(args: argparse.Namespace) -> int:
+    """``facegate relock``: drive the lock's output to locked and exit.
+
+    systemd runs it as ``ExecStopPost=`` after the daemon ends for any reason,
+    SIGKILL and crashes included: a GPIO line keeps its last level when the
+    process holding it dies, so the door must be relocked from outside.
+    """
+    from ..config import Config
+    from ..lock import create_lock
+    from .defaults import daemon_config
+
+    cfg = Config.load(daemon_config(args.config))  # the daemon's own config, found as facegate run finds it
+    create_lock(cfg.lock).close()
+    print(f"{cfg.lock.type} lock on pin {cfg.lock.pin}: locked")
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     """``facegate config check FILE``: parse and check every key, print the effective config."""
     from ..config import Config
@@ -56,6 +73,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def register(sub, add) -> None:
     p = add("run", cmd_run, "run the door daemon (what the systemd service starts)", gallery=False, model=False)
+    p.add_argument("--config", type=Path, default=None,
+                   help="default: $FACEGATE_CONFIG, else /etc/facegate/facegate.toml")
+    p = add("relock", cmd_relock, "drive the lock to locked and exit (the service's ExecStopPost)",
+            gallery=False, model=False)
     p.add_argument("--config", type=Path, default=None,
                    help="default: $FACEGATE_CONFIG, else /etc/facegate/facegate.toml")
     p = add("demo", cmd_demo, "run the real door loop on a built-in scenario with a simulated lock",

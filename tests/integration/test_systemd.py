@@ -66,7 +66,8 @@ def test_unit_verifies_cleanly(tmp_path: Path) -> None:
     text = UNIT.read_text()
     assert text.count(f"ExecStart={EXEC_BINARY} ") == 1
     runnable = tmp_path / UNIT.name
-    runnable.write_text(text.replace(f"ExecStart={EXEC_BINARY} ", f"ExecStart={true_bin} "))
+    runnable.write_text(text.replace(f"ExecStart={EXEC_BINARY} ", f"ExecStart={true_bin} ")
+                        .replace(f"ExecStopPost={EXEC_BINARY} ", f"ExecStopPost={true_bin} "))
     second = _run(analyze, "verify", str(runnable))
     assert second.returncode == 0, second.stderr
     assert second.stderr.strip() == ""

@@ -33,7 +33,7 @@ def test_defaults() -> None:
     assert cfg.camera == CameraConfig(type="opencv", device="0", width=640, height=480, fps=None, path=None,
                                       loop=False)
     assert cfg.lock == LockConfig(type="gpio", pin=17, active_high=True, unlock_seconds=3.0, door_contact_pin=None)
-    assert (cfg.policy.k, cfg.policy.n, cfg.policy.max_denied) == (2, 3, 5)
+    assert (cfg.policy.k, cfg.policy.n, cfg.policy.max_denied) == (2, 3, 15)
     assert cfg.match.threshold is None
     assert cfg.embedder.name == "facegate-irn"  # our own INT8 network (the shipped default bundle)
     assert cfg.storage.gallery == "/var/lib/facegate/gallery.db"

@@ -28,6 +28,7 @@ def config(tmp_path) -> Config:
     base = Config.default()
     # liveness off: the fake detector's landmarks never move, as a photo's would not (tests/unit/test_liveness*)
     return replace(base, lock=replace(base.lock, type="log", unlock_seconds=0.2),
+                   policy=replace(base.policy, min_interval_seconds=0.0),  # the replay runs at 50 fps
                    storage=replace(base.storage, gallery=str(tmp_path / "g.db")),
                    daemon=replace(base.daemon, watchdog=False), quality=NO_QUALITY_GATE,
                    liveness=replace(base.liveness, enabled=False))

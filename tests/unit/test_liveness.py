@@ -30,6 +30,9 @@ FOCAL = 320 / math.tan(math.radians(31))  # 640 px wide, 62 degrees
 GOOD = Quality(face_px=120.0, sharpness=200.0, brightness=120.0, yaw=0.0, pitch=0.0)
 
 
+#: These tests count camera frames: every one is judged (the door rate limits to 5 a second by default).
+EVERY_FRAME = PolicyConfig(min_interval_seconds=0)
+
 def _rot(yaw: float, pitch: float) -> np.ndarray:
     y, p = math.radians(yaw), math.radians(pitch)
     ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
@@ -112,7 +115,7 @@ def test_the_planar_verdict_is_the_same_for_any_zoom_of_the_photo() -> None:
 
 # --- through the decision policy ------------------------------------------------------------
 def test_the_policy_denies_a_planar_face_with_the_reason() -> None:
-    policy = DecisionPolicy(PolicyConfig(), liveness=planar_only())
+    policy = DecisionPolicy(EVERY_FRAME, liveness=planar_only())
     outcomes = replay(policy, sequence("moved photo"))
     assert "grant" not in [d.outcome for d in outcomes]
     denied = [d for d in outcomes if d.outcome == "deny"]
@@ -121,7 +124,7 @@ def test_the_policy_denies_a_planar_face_with_the_reason() -> None:
 
 
 def test_the_policy_grants_a_turning_head_once_it_is_live() -> None:
-    policy = DecisionPolicy(PolicyConfig(), liveness=planar_only())
+    policy = DecisionPolicy(EVERY_FRAME, liveness=planar_only())
     outcomes = [d.outcome for d in replay(policy, sequence("turning head"))]
     assert "grant" in outcomes and "deny" not in outcomes
     first = outcomes.index("grant")
@@ -130,7 +133,7 @@ def test_the_policy_grants_a_turning_head_once_it_is_live() -> None:
 
 def test_too_little_movement_keeps_watching_then_the_timeout_denies() -> None:
     cfg = LivenessConfig(checks=("planar",), timeout_seconds=3.0)
-    policy = DecisionPolicy(PolicyConfig(), liveness=Liveness([PlanarMotionCheck(cfg)], cfg))
+    policy = DecisionPolicy(EVERY_FRAME, liveness=Liveness([PlanarMotionCheck(cfg)], cfg))
     decisions = replay(policy, sequence("still head", frames=40))
     outcomes = [d.outcome for d in decisions]
     assert "grant" not in outcomes
@@ -140,7 +143,7 @@ def test_too_little_movement_keeps_watching_then_the_timeout_denies() -> None:
 
 
 def test_without_face_samples_a_liveness_policy_never_grants() -> None:
-    policy = DecisionPolicy(PolicyConfig(), liveness=planar_only())
+    policy = DecisionPolicy(EVERY_FRAME, liveness=planar_only())
     outcomes = [policy.observe(match(), GOOD, 1, now=i / 10).outcome for i in range(20)]
     assert "grant" not in outcomes
 
@@ -159,7 +162,7 @@ class Always:
 
 def test_a_failed_check_denies_even_when_the_other_passes() -> None:
     stage = Liveness([Always(Verdict.LIVE, "first"), Always(Verdict.SPOOF, "second")])
-    policy = DecisionPolicy(PolicyConfig(), liveness=stage)
+    policy = DecisionPolicy(EVERY_FRAME, liveness=stage)
     outcomes = replay(policy, sequence("turning head"))
     assert {d.outcome for d in outcomes} == {"deny"}
     assert outcomes[0].reason == "spoof: second: always spoof"
@@ -168,7 +171,7 @@ def test_a_failed_check_denies_even_when_the_other_passes() -> None:
 def test_a_failed_check_is_not_undone_by_later_frames() -> None:
     flip = Always(Verdict.SPOOF, "flip")
     stage = Liveness([flip])
-    policy = DecisionPolicy(PolicyConfig(), liveness=stage)
+    policy = DecisionPolicy(EVERY_FRAME, liveness=stage)
     samples = sequence("turning head")
     assert replay(policy, samples[:3])[-1].outcome == "deny"
     flip.verdict = Verdict.LIVE
@@ -177,7 +180,7 @@ def test_a_failed_check_is_not_undone_by_later_frames() -> None:
 
 def test_every_check_must_say_live_for_a_grant() -> None:
     stage = Liveness([Always(Verdict.LIVE, "a"), Always(Verdict.UNSURE, "b")])
-    outcomes = {d.outcome for d in replay(DecisionPolicy(PolicyConfig(), liveness=stage), sequence("turning head"))}
+    outcomes = {d.outcome for d in replay(DecisionPolicy(EVERY_FRAME, liveness=stage), sequence("turning head"))}
     assert "grant" not in outcomes
 
 
@@ -193,7 +196,7 @@ def test_frames_of_another_person_never_join_a_claimed_identity() -> None:
 
 
 def test_a_new_visit_is_judged_afresh() -> None:
-    policy = DecisionPolicy(PolicyConfig(), liveness=planar_only())
+    policy = DecisionPolicy(EVERY_FRAME, liveness=planar_only())
     replay(policy, sequence("moved photo"))
     later = [replace(s, t=s.t + 100.0) for s in sequence("turning head")]
     assert "grant" in [d.outcome for d in replay(policy, later)]
@@ -201,7 +204,7 @@ def test_a_new_visit_is_judged_afresh() -> None:
 
 # --- the audit trail ------------------------------------------------------------------------
 def test_the_spoof_reason_is_kept_in_the_audit_log() -> None:
-    policy = DecisionPolicy(PolicyConfig(), liveness=planar_only())
+    policy = DecisionPolicy(EVERY_FRAME, liveness=planar_only())
     denied = next(d for d in replay(policy, sequence("moved photo")) if d.outcome == "deny")
     with AuditLog(":memory:") as audit:
         audit.record(denied)

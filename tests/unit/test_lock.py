@@ -281,7 +281,7 @@ def test_log_lock_injected_clock_stamps_history():
         lock.unlock()
         clock.advance(1)
         lock.lock()
-    assert lock.history == [(0.0, "locked"), (1.0, "unlocked"), (2.0, "locked")]
+    assert list(lock.history) == [(0.0, "locked"), (1.0, "unlocked"), (2.0, "locked")]
 
 
 def test_relock_timer_on_an_injected_clock_needs_no_sleep():
