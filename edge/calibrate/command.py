@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+from ..cli.argtypes import positive_int
 from ..errors import AuditError, ConfigError, FacegateError
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
@@ -24,16 +25,6 @@ def _fmr(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a rate such as 1e-4, got {text!r}") from None
     if not (math.isfinite(value) and 0 < value < 1):
         raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
 
 
@@ -216,7 +207,7 @@ def register(sub, add) -> None:
     src.add_argument("--camera", action="store_true", help="a guided session at the door's camera, person by person")
     p.add_argument("--person", action="append", default=None, metavar="NAME",
                    help="with --camera: only these people (repeat; default everyone enrolled)")
-    p.add_argument("--frames", type=_positive, default=20, help="with --camera: frames per person (default 20)")
+    p.add_argument("--frames", type=positive_int, default=20, help="with --camera: frames per person (default 20)")
     p.add_argument("--target-fmr", type=_fmr, default=DEFAULT_TARGET_FMR,
                    help="false-match rate to hold, with 95 %% confidence (default %(default)g)")
     p.add_argument("--no-background", action="store_true", help="leave out the bundle's background impostor set")
@@ -230,14 +221,14 @@ def register(sub, add) -> None:
                                        "the embeddings (float16, no images) in the bundle folder and its manifest.")
     b.add_argument("--embedder", default=argparse.SUPPRESS, help="the bundle (default: the door's)")
     b.add_argument("--data", type=Path, default=None, help="LFW folder (default: ../shared/data/lfw)")
-    b.add_argument("--per-person", type=_positive, default=1, help="images per person (default 1)")
-    b.add_argument("--workers", type=_positive, default=1, help="processes (default 1)")
+    b.add_argument("--per-person", type=positive_int, default=1, help="images per person (default 1)")
+    b.add_argument("--workers", type=positive_int, default=1, help="processes (default 1)")
     b.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     p.set_defaults(data=None, per_person=1, workers=1)
 
     p = add("audit", cmd_audit, "recent decisions of the door; audit mark ID --wrong feeds calibration",
             model=False)
-    p.add_argument("--limit", type=_positive, default=20, help="how many (default 20)")
+    p.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
     p.add_argument("--outcome", action="append", choices=["grant", "deny", "lockout"], default=None,
                    help="only these outcomes (repeat; default grant and deny)")
     actions = p.add_subparsers(dest="audit_action", metavar="ACTION")

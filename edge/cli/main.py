@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import FacegateError
+from .argtypes import positive_int
 
 log = logging.getLogger("facegate")
 
@@ -244,16 +245,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
 def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True) -> None:
     from ..align import MIN_FACE_PX
     from ..embed import DEFAULT_EMBEDDER
@@ -272,8 +263,8 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True
         p.add_argument("--embedder", default=os.environ.get("FACEGATE_EMBEDDER"),
                        help="facenet, dlib, a shipped bundle's name (facegate-mfn-onnx-int8, ...) or a bundle folder "
                             f"(default: the config's, else {DEFAULT_EMBEDDER})")
-        p.add_argument("--threads", type=_positive_int, default=None, help="inference threads (default: 1)")
-        p.add_argument("--min-face", type=_positive_int, default=None,
+        p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: 1)")
+        p.add_argument("--min-face", type=positive_int, default=None,
                        help=f"smallest face to detect, in pixels (default: the config's, else {MIN_FACE_PX})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 

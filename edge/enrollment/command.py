@@ -12,19 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli.argtypes import whole_number
 from ..errors import ConfigError
 
 __all__ = ["add_enroll_arguments", "cmd_enroll"]
 
 
-def _frames(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= 50:
-        raise argparse.ArgumentTypeError(f"expected 1 to 50 frames, got {value}")
-    return value
+_frames = whole_number(1, 50, "1 to 50 frames")
 
 
 def _seconds(text: str) -> float:

@@ -307,27 +307,51 @@ class Gallery(TemplateLookup):
         gallery's.
         """
         people = list(people)
-        names = [check_name(p.name) for p in people]
-        if len(set(names)) != len(names):
-            raise GalleryInputError("the backup names someone twice")
+        names, checked = self._checked_people(people)
         models = {t.model_id for p in people for t in p.templates}
         if len(models) > 1:
             raise GalleryModelMismatch(f"the backup mixes models {sorted(models)}")
-        checked = [[check_embedding(Embedding(t.vector, t.model_id), f"{n}: template {i}")
-                    for i, t in enumerate(p.templates)] for n, p in zip(names, people)]
-        added = 0
         with self._write("import") as conn:
             taken = sorted(n for n in names if conn.execute("SELECT 1 FROM people WHERE name = ?", (n,)).fetchone())
             if taken:
                 raise GalleryInputError(f"already enrolled: {', '.join(map(repr, taken))}; remove them first")
-            for name, person, vectors in zip(names, people, checked):
-                if not vectors:
-                    continue
-                self._add(conn, name, person.templates[0].model_id, vectors,
-                          [t.source for t in person.templates], [t.quality for t in person.templates],
-                          note=person.note, allow_lookalike=allow_lookalike, created_at=person.created_at)
-                added += len(vectors)
+            added = self._add_people(conn, names, people, checked, allow_lookalike=allow_lookalike)
         log.info("imported %d people, %d template(s)", len(people), added)
+        return added
+
+    def replace_people(self, people: Sequence[PersonRecord], *, allow_lookalike: bool = False) -> int:
+        """Make ``people`` the gallery's whole content in one transaction; returns the templates written.
+
+        The same checks and template encryption as enrollment and import; a
+        refused name or embedding leaves the gallery as it was.
+        """
+        people = list(people)
+        names, checked = self._checked_people(people)
+        with self._write("replace everyone") as conn:
+            conn.execute("DELETE FROM templates")
+            conn.execute("DELETE FROM people")
+            return self._add_people(conn, names, people, checked, allow_lookalike=allow_lookalike)
+
+    @staticmethod
+    def _checked_people(people: list[PersonRecord]) -> tuple[list[str], list[list[np.ndarray]]]:
+        """Every name and template of a backup checked before a byte is written."""
+        names = [check_name(p.name) for p in people]
+        if len(set(names)) != len(names):
+            raise GalleryInputError("the backup names someone twice")
+        checked = [[check_embedding(Embedding(t.vector, t.model_id), f"{n}: template {i}")
+                    for i, t in enumerate(p.templates)] for n, p in zip(names, people)]
+        return names, checked
+
+    def _add_people(self, conn: sqlite3.Connection, names: list[str], people: list[PersonRecord],
+                    checked: list[list[np.ndarray]], *, allow_lookalike: bool) -> int:
+        added = 0
+        for name, person, vectors in zip(names, people, checked):
+            if not vectors:
+                continue
+            self._add(conn, name, person.templates[0].model_id, vectors,
+                      [t.source for t in person.templates], [t.quality for t in person.templates],
+                      note=person.note, allow_lookalike=allow_lookalike, created_at=person.created_at)
+            added += len(vectors)
         return added
 
     def export_people(self) -> list[PersonRecord]:

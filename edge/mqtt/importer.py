@@ -52,31 +52,16 @@ def read_sync_passphrase(cfg: MqttConfig, credentials_dir: str | None = None) ->
 def replace_people(gallery, people) -> int:
     """Make ``people`` the gallery's whole content in one write transaction; returns the templates written.
 
-    Uses the store's own transaction and insert (``_write``, ``_add``), so
-    every check and the template encryption are the ones enrollment uses.
+    :meth:`Gallery.replace_people` applies every check and the template
+    encryption that enrollment uses.
     """
-    from ..gallery.checks import check_embedding, check_name
-    from ..types import Embedding
+    from ..gallery.checks import check_name
 
     people = list(people)
-    names = [check_name(p.name) for p in people]
-    if len(set(names)) != len(names):
+    if len({check_name(p.name) for p in people}) != len(people):
         raise SnapshotRefused("the snapshot names someone twice")
-    checked = [[check_embedding(Embedding(t.vector, t.model_id), f"{n}: template {i}")
-                for i, t in enumerate(p.templates)] for n, p in zip(names, people)]
-    written = 0
-    with gallery._write("apply the household's gallery snapshot") as conn:
-        conn.execute("DELETE FROM templates")
-        conn.execute("DELETE FROM people")
-        for name, person, vectors in zip(names, people, checked):
-            if not vectors:
-                continue
-            # the publishing door already accepted these names; look-alikes were its call
-            gallery._add(conn, name, person.templates[0].model_id, vectors,
-                         [t.source for t in person.templates], [t.quality for t in person.templates],
-                         note=person.note, allow_lookalike=True, created_at=person.created_at)
-            written += len(vectors)
-    return written
+    # the publishing door already accepted these names; look-alikes were its call
+    return gallery.replace_people(people, allow_lookalike=True)
 
 
 def gallery_importer(config, gallery) -> Importer | None:
