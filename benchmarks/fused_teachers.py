@@ -17,7 +17,8 @@ import json
 import numpy as np
 
 from facegate.edge.embed import create_embedder
-from facegate.edge.eval.evaluate import EVAL_MIN_FACE, EmbeddingTable, cache_name, cache_root, lfw_half_report
+from facegate.edge.eval.evaluate import (EVAL_MIN_FACE, EmbeddingTable, cache_name, cache_root, embed_paths,
+                                         lfw_half_report)
 from facegate.edge.eval.lfw import EVAL_FOLDS, load_protocol
 
 KEYS = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-3", "tar_at_far_1e-4", "failures_to_acquire")
@@ -25,17 +26,12 @@ KEYS = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-3", "tar_a
 
 def _table(name: str, paths: list[str]) -> EmbeddingTable:
     probe = create_embedder(name, threads=1)
-    model_id, crop = probe.model_id, probe.crop
+    model_id, crop, dim = probe.model_id, probe.crop, probe.dim
     probe.close()
     cache = cache_root() / cache_name(model_id, crop, EVAL_MIN_FACE)
     if not cache.is_file():
         raise SystemExit(f"no cached embeddings for {name} ({cache}): run facegate eval lfw --embedder {name} first")
-    with np.load(cache, allow_pickle=False) as z:
-        index = {p: i for i, p in enumerate(z["paths"].tolist())}
-        rows = [index.get(p, -1) for p in paths]
-        vec = np.where(np.array(rows)[:, None] >= 0, z["vectors"][rows], 0).astype(np.float32)
-        ok = np.array([r >= 0 and bool(z["ok"][r]) for r in rows])
-    return EmbeddingTable(paths, vec, ok, model_id)
+    return embed_paths(name, model_id, dim, paths, cache, EVAL_MIN_FACE, progress=False)  # read from the cache
 
 
 def main() -> None:

@@ -222,7 +222,7 @@ class _Batches:
 
 
 @torch.no_grad()
-def _embed(net: InceptionResNetV1, crops: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device,
+def embed_plain(net: InceptionResNetV1, crops: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device,
            batch: int = 64) -> np.ndarray:
     """Plain (unaugmented) embeddings of ``crops[rows]`` at the network's input size."""
     from .online import network_input, plain
@@ -240,7 +240,7 @@ def _embed(net: InceptionResNetV1, crops: np.ndarray | torch.Tensor, rows: np.nd
 def _evaluate(net: InceptionResNetV1, crops: np.ndarray, es: Any, rows: np.ndarray, model_id: str,
               device: torch.device, head: BinaryHead | None = None) -> dict[str, Any]:
     out = np.zeros((len(crops), net.embedding_dim), np.float32)
-    out[rows] = _embed(net, crops, rows, device)
+    out[rows] = embed_plain(net, crops, rows, device)
     rep = eval_report(es, out, model_id)
     if head is not None:
         w = head.linear.weight.detach().float().cpu().numpy().reshape(-1)
@@ -368,8 +368,8 @@ def train_rung(cfg: LadderConfig, resume: bool = False, stop_at: int | None = No
         if es is not None:
             rep = _evaluate(net, eval_crops, es, eval_rows, f"{cfg.name}@{step}", device, head)
         if len(batches.holdout):  # how far the student is from the teacher on people it never saw
-            s_emb = _embed(net, crops, batches.holdout, device)
-            t_emb = (_embed(online, crops, batches.holdout, device) if online is not None
+            s_emb = embed_plain(net, crops, batches.holdout, device)
+            t_emb = (embed_plain(online, crops, batches.holdout, device) if online is not None
                      else vc.teacher[batches.holdout, 0])
             rep["holdout_cosine"] = float(np.mean(np.sum(s_emb * t_emb, axis=1)))
             rep["holdout_faces"] = int(len(batches.holdout))

@@ -124,10 +124,9 @@ def build_pool(out: str | Path, eval_set: str | Path, sources: Sequence[str] = (
     from facegate.edge.eval.lfw import pick_central
     from facegate.edge.imageio import load_image
 
-    from .data import preprocess
     from .evalset import load_eval_set
     from .facenet_import import load_facenet
-    from .irn import input_spec
+    from .ladder import embed_plain
     from .prepare import DATA_ROOT
     from .viewcache import write_view_cache
     from .views import make_crop
@@ -149,21 +148,13 @@ def build_pool(out: str | Path, eval_set: str | Path, sources: Sequence[str] = (
         if i % 2000 == 0:
             log.info("pool: %d / %d images, %d faces (%.0f s)", i, len(paths), int(ok.sum()), time.time() - t0)
     net = load_facenet().eval()
-    in_spec = input_spec(spec.size)
-
-    @torch.no_grad()
-    def embed(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        e = np.zeros((len(rows), net.embedding_dim), np.float32)
-        for s in range(0, len(rows), batch):
-            e[s:s + batch] = net(torch.from_numpy(preprocess(np.asarray(x[rows[s:s + batch]]), in_spec))).numpy()
-        return e
-
+    cpu = torch.device("cpu")
     es = load_eval_set(eval_set)
     b_rows = np.flatnonzero(es.ok)
-    b_emb = embed(es.views(spec), b_rows)
+    b_emb = embed_plain(net, es.views(spec), b_rows, cpu, batch)
     rule = drop_rule(b_emb, [es.people[i] for i in b_rows])
     p_rows = np.flatnonzero(ok)
-    dropped, nearest, dist = apply_drop_rule(embed(crops, p_rows), b_emb, rule)
+    dropped, nearest, dist = apply_drop_rule(embed_plain(net, crops, p_rows, cpu, batch), b_emb, rule)
     write_view_cache(out, {spec: crops}, labels, ok & ~np.isin(np.arange(len(ok)), p_rows[dropped]), None, spec)
     write_dropped(out, [paths[i] for i in p_rows], [es.paths[i] for i in b_rows], rule, dropped, nearest, dist)
     summary = {"images": len(paths), "faces": int(ok.sum()), "dropped": int(dropped.sum()),
