@@ -92,6 +92,7 @@ class LadderConfig:
     teacher: str = ""  # "": the view cache's teacher.npy; else "facenet" or a ladder run, run online
     augment: bool = False  # online teacher only: jitter, light, blur, grey (facegate.models.online)
     holdout_people: float = 0.0  # share of people kept out of training: the student's cosine to the teacher on them
+    holdout_seed: int | None = None  # draws the held-out people (default: seed); a continuation keeps its parent's
     pool: str = ""  # extra faces for distillation only (facegate train pool: CelebA, UTKFace); online teacher only
 
     def __post_init__(self) -> None:
@@ -196,7 +197,8 @@ class _Batches:
         pool = np.flatnonzero(ok)
         people = np.unique(labels[pool][labels[pool] >= 0])
         n_out = int(round(cfg.holdout_people * len(people)))
-        out = set(np.random.default_rng([cfg.seed, 7]).choice(people, n_out, replace=False).tolist()) if n_out else set()
+        hseed = cfg.seed if cfg.holdout_seed is None else cfg.holdout_seed
+        out = set(np.random.default_rng([hseed, 7]).choice(people, n_out, replace=False).tolist()) if n_out else set()
         held = np.isin(labels[pool], list(out)) if out else np.zeros(len(pool), bool)
         self.holdout, self.pool = pool[held], pool[~held]
         by_person: dict[int, list[int]] = {}

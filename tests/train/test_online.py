@@ -146,3 +146,17 @@ def test_a_pool_adds_faces_for_distillation_only_and_needs_an_online_teacher(pac
                        init_from=str(teacher), teacher=str(teacher), pool=str(pool), p=2, k=2, extra=20,
                        max_steps=1, threads=1, bf16=False, device="cpu", eval_at_start=False)
     assert train_rung(cfg)["step"] == 1  # 20 extras from 16 labelled + 6 pooled faces: the pool is drawn from
+
+
+def test_a_continuation_draws_new_batches_but_keeps_its_parents_held_out_people():
+    from facegate.models.ladder import _Batches
+
+    labels = np.repeat(np.arange(40), 3)
+    ok = np.ones(len(labels), bool)
+    parent = _Batches(labels, ok, LadderConfig(holdout_people=0.1, p=4, k=2, extra=2, seed=0))
+    child = _Batches(labels, ok, LadderConfig(holdout_people=0.1, p=4, k=2, extra=2, seed=1, holdout_seed=0))
+    reseeded = _Batches(labels, ok, LadderConfig(holdout_people=0.1, p=4, k=2, extra=2, seed=1))
+    assert np.array_equal(parent.holdout, child.holdout)
+    assert not np.array_equal(parent.holdout, reseeded.holdout)
+    assert not np.array_equal(parent(0)[0], child(0)[0])
+    assert not np.isin(child(5)[0], child.holdout).any()
