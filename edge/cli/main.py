@@ -53,8 +53,10 @@ def door_config(args: argparse.Namespace):
     from ..config import Config
 
     cfg = Config.load(args.config) if getattr(args, "config", None) else Config.default()
-    if getattr(args, "embedder", None) is not None:
-        cfg = replace(cfg, embedder=replace(cfg.embedder, name=args.embedder))
+    if getattr(args, "embedder", None) is not None and args.embedder != cfg.embedder.name:
+        # a threshold belongs to the model it was calibrated for: another model uses its own
+        cfg = replace(cfg, embedder=replace(cfg.embedder, name=args.embedder),
+                      match=replace(cfg.match, threshold=None, margin=None))
     if getattr(args, "threads", None) is not None:
         cfg = replace(cfg, embedder=replace(cfg.embedder, threads=args.threads),
                       detector=replace(cfg.detector, threads=args.threads))
@@ -147,8 +149,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..recognition import verify
 
     pipeline = _pipeline(args)
+    cfg = door_config(args)
+    threshold = cfg.match.threshold if args.threshold is None else args.threshold  # the door's, as calibrated
     with _gallery(args, readonly=True) as gallery:
-        j = verify(pipeline, gallery, args.name, args.image, args.threshold, limits=door_config(args).images)
+        j = verify(pipeline, gallery, args.name, args.image, threshold, limits=cfg.images)
     m = j.match
     text = (f"{'ACCEPT' if m.accepted else 'REJECT'} {args.name}: distance {m.distance:.3f} "
             f"(threshold {m.threshold:.3f}); {j.faces_seen} face(s) seen, judged the largest")
@@ -159,10 +163,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_identify(args: argparse.Namespace) -> int:
     from ..recognition import identify
 
+    from ..operating_threshold import operating_threshold
+
     pipeline = _pipeline(args)
+    cfg = door_config(args)
     with _gallery(args, readonly=True) as gallery:
-        cfg = door_config(args)
-        j = identify(pipeline, gallery, args.image, args.threshold, limits=cfg.images, margin=cfg.match.margin)
+        # the door's own 1:K threshold (tightened for the gallery's size) unless --threshold says otherwise
+        threshold = args.threshold if args.threshold is not None else operating_threshold(
+            cfg.match.threshold, pipeline.embedder.thresholds, len(gallery), cfg.match.identification_fmr)
+        j = identify(pipeline, gallery, args.image, threshold, limits=cfg.images, margin=cfg.match.margin)
     m = j.match
     margin = "" if m.margin is None else f", runner-up {m.runner_up} {m.margin:+.3f} farther"
     if m.accepted:
@@ -297,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "verify":
             p.add_argument("name")
         p.add_argument("image")
-        p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the model's)")
+        p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the door's, "
+                       "from --config, else the model's; identify tightens it for the gallery's size)")
     p = add("embed", cmd_embed, "print one JSON line per image with its embedding", gallery=False)
     p.add_argument("images", nargs="+")
     p.add_argument("--single", action="store_true", help="refuse images with several faces")

@@ -141,3 +141,42 @@ def test_a_corrupt_gallery_file_is_a_one_line_error(capsys, files, tmp_path):
         f.write(b"not a database at all" * 100)
     code, _, err = run(capsys, "list", "--gallery", files["gallery"])
     assert code == EXIT_ERROR and files["gallery"] in err and len(err.strip().splitlines()) == 1
+
+
+def _door(tmp_path, files, match: str) -> str:
+    cfg = tmp_path / "door.toml"
+    cfg.write_text(f'[storage]\ngallery = "{files["gallery"]}"\n\n[match]\n{match}\n')
+    return str(cfg)
+
+
+def test_identify_uses_the_doors_threshold_tightened_for_the_gallerys_size(capsys, files, tmp_path, door_model):
+    from facegate.edge.embed import create_embedder
+    from facegate.edge.operating_threshold import operating_threshold
+
+    cfg = _door(tmp_path, files, "identification_fmr = 1e-5")
+    assert run(capsys, "enroll", "eileen", files["astronaut"], "--config", cfg)[0] == EXIT_OK
+    thresholds = create_embedder(door_model).thresholds
+    door = operating_threshold(None, thresholds, 1, 1e-5)
+    assert door < thresholds.default  # a stricter FMR than the model's default point
+
+    code, out, _ = run(capsys, "identify", files["astronaut"], "--config", cfg, "--json")
+    assert code == EXIT_OK and json.loads(out)["threshold"] == pytest.approx(door, abs=1e-4)
+    code, out, _ = run(capsys, "identify", files["astronaut"], "--config", cfg, "--threshold", "0.5", "--json")
+    assert json.loads(out)["threshold"] == pytest.approx(0.5)  # the flag wins
+
+
+def test_verify_uses_the_calibrated_threshold_of_the_config_but_not_for_another_model(capsys, files, tmp_path):
+    cfg = _door(tmp_path, files, "threshold = 0.61")
+    assert run(capsys, "enroll", "eileen", files["astronaut"], "--config", cfg)[0] == EXIT_OK
+    code, out, _ = run(capsys, "verify", "eileen", files["astronaut"], "--config", cfg, "--json")
+    assert code == EXIT_OK and json.loads(out)["threshold"] == pytest.approx(0.61)
+
+    other = str(tiny_bundle(tmp_path / "b"))
+    from facegate.edge.embed import create_embedder
+
+    g = str(tmp_path / "other.db")
+    assert run(capsys, "enroll", "eileen", files["astronaut"], "--config", cfg, "--gallery", g,
+               "--embedder", other)[0] == EXIT_OK
+    code, out, _ = run(capsys, "verify", "eileen", files["astronaut"], "--config", cfg, "--gallery", g,
+                       "--embedder", other, "--json")
+    assert json.loads(out)["threshold"] == pytest.approx(create_embedder(other).thresholds.default, abs=1e-4)
