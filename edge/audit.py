@@ -376,14 +376,18 @@ class AuditLog:
 
 
 # --- field feedback: listing decisions, marking the wrong ones ---------------------------
-# Kept apart from AuditLog's own methods. The two tables are created here, on first use
-# and with IF NOT EXISTS, rather than by a numbered gallery migration, so that they add
-# nothing to the schema version; a file without them simply has no feedback yet.
+# Kept apart from AuditLog's own methods. The two tables are the gallery schema's (v4,
+# :data:`facegate.edge.gallery.schema.DECISION_TABLES`):
 #
 # ``held_embeddings``: the face embedding (numbers, never an image) of the newest
 # HELD_EMBEDDINGS audited decisions, so that a wrong one can still be marked; older ones
 # are dropped as new decisions come, and each goes with its event (retention).
 # ``feedback``: the embedding of each decision marked wrong, kept for calibration.
+#
+# An embedding is biometric data like a template: both are sealed with the gallery's
+# template key (AES-GCM bound to the event, :func:`~facegate.edge.gallery.crypto.decision_aad`),
+# so a copied file gives them up no more than it gives up the templates. Without a key
+# nothing is held.
 
 #: How many recent decisions keep their embedding for marking.
 HELD_EMBEDDINGS = 500
@@ -391,50 +395,45 @@ HELD_EMBEDDINGS = 500
 #: and a deny (an enrolled person refused).
 MARKABLE = ("grant", "deny")
 
-_FEEDBACK_TABLES = (
-    """CREATE TABLE IF NOT EXISTS held_embeddings (
-           event_id  INTEGER PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
-           model_id  TEXT    NOT NULL,
-           dim       INTEGER NOT NULL CHECK (dim > 0),
-           embedding BLOB    NOT NULL
-       )""",
-    """CREATE TABLE IF NOT EXISTS feedback (
-           event_id  INTEGER PRIMARY KEY,
-           ts        REAL    NOT NULL,
-           outcome   TEXT    NOT NULL,
-           name      TEXT,
-           actual    TEXT,
-           model_id  TEXT    NOT NULL,
-           dim       INTEGER NOT NULL CHECK (dim > 0),
-           embedding BLOB    NOT NULL,
-           marked_at REAL    NOT NULL
-       )""",
-)
 
-
-def _feedback_tables(conn: sqlite3.Connection) -> None:
-    for sql in _FEEDBACK_TABLES:
-        conn.execute(sql)
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-
-
-def hold_embedding(log: AuditLog, event_id: int, vector: Any, model_id: str, keep: int = HELD_EMBEDDINGS) -> None:
-    """Keep the embedding of audited decision ``event_id`` for marking; drop all but the newest ``keep``."""
+def _open_decision(cipher: Any, event_id: int, model_id: str, dim: int, blob: bytes, key_id: str | None) -> Any:
+    """The vector of a held or marked decision; AuditError when it cannot be read with ``cipher``."""
     import numpy as np
 
-    from .gallery.schema import encode_embedding
+    from .gallery.crypto import decision_aad
+    from .gallery.schema import decode_embedding
 
-    cols = encode_embedding(np.asarray(vector, dtype=np.float32))
+    if key_id is None:  # marked before v4, when they were kept in clear text
+        return np.array(decode_embedding(dim, blob))
+    if cipher is None or cipher.key_id != key_id:
+        have = "no key" if cipher is None else f"key {cipher.key_id}"
+        raise AuditError(f"decision {event_id}: its embedding is sealed with key {key_id} and {have} was given "
+                         "(the gallery's key opens it)")
+    return np.array(cipher.open(blob, decision_aad(event_id, model_id, dim), dim, f"decision {event_id}"))
+
+
+def hold_embedding(log: AuditLog, event_id: int, vector: Any, model_id: str, cipher: Any,
+                   keep: int = HELD_EMBEDDINGS) -> bool:
+    """Keep the embedding of audited decision ``event_id`` for marking, sealed with ``cipher`` (the
+    gallery's :meth:`~facegate.edge.gallery.Gallery.template_cipher`); drop all but the newest ``keep``.
+
+    Returns whether it was kept: without a key (a gallery not yet encrypted) nothing is.
+    """
+    import numpy as np
+
+    from .gallery.crypto import decision_aad
+
+    if cipher is None:
+        return False
+    v = np.ascontiguousarray(vector, dtype="<f4").reshape(-1)
+    sealed = cipher.seal(v, decision_aad(event_id, model_id, v.shape[0]))
     with log._lock:
         conn = log._connection()
-        _feedback_tables(conn)
-        conn.execute("INSERT OR REPLACE INTO held_embeddings (event_id, model_id, dim, embedding) VALUES (?, ?, ?, ?)",
-                     (int(event_id), model_id, cols["dim"], cols["embedding"]))
+        conn.execute("INSERT OR REPLACE INTO held_embeddings (event_id, model_id, dim, embedding, key_id) "
+                     "VALUES (?, ?, ?, ?, ?)", (int(event_id), model_id, int(v.shape[0]), sealed, cipher.key_id))
         conn.execute("DELETE FROM held_embeddings WHERE event_id <= "
                      "(SELECT event_id FROM held_embeddings ORDER BY event_id DESC LIMIT 1 OFFSET ?)", (int(keep),))
+    return True
 
 
 @dataclass(frozen=True)
@@ -471,14 +470,10 @@ def list_decisions(log: AuditLog, limit: int = 20, outcomes: tuple[str, ...] = M
     """The newest ``limit`` decisions of the given outcomes, newest first, with their marks."""
     with log._lock:
         conn = log._connection()
-        held = _has_table(conn, "held_embeddings")
-        marks = _has_table(conn, "feedback")
-        marks_sql = "f.event_id IS NOT NULL, f.actual" if marks else "0, NULL"
-        sql = (f"SELECT e.id, e.ts, e.outcome, e.name, e.distance, e.threshold, e.model_id, e.reason, e.extra, "
-               f"{'h.event_id IS NOT NULL' if held else '0'}, {marks_sql} FROM events e "
-               + ("LEFT JOIN held_embeddings h ON h.event_id = e.id " if held else "")
-               + ("LEFT JOIN feedback f ON f.event_id = e.id " if marks else "")
-               + f"WHERE e.outcome IN ({', '.join('?' * len(outcomes))}) ORDER BY e.id DESC LIMIT ?")
+        sql = ("SELECT e.id, e.ts, e.outcome, e.name, e.distance, e.threshold, e.model_id, e.reason, e.extra, "
+               "h.event_id IS NOT NULL, f.event_id IS NOT NULL, f.actual FROM events e "
+               "LEFT JOIN held_embeddings h ON h.event_id = e.id LEFT JOIN feedback f ON f.event_id = e.id "
+               f"WHERE e.outcome IN ({', '.join('?' * len(outcomes))}) ORDER BY e.id DESC LIMIT ?")
         rows = conn.execute(sql, (*outcomes, int(limit))).fetchall()
     out = []
     for (id_, ts, outcome, name, distance, threshold, model_id, reason, extra, has_vec, marked, actual) in rows:
@@ -491,22 +486,18 @@ def list_decisions(log: AuditLog, limit: int = 20, outcomes: tuple[str, ...] = M
     return out
 
 
-def mark_wrong(log: AuditLog, event_id: int, actual: str | None = None, *,
+def mark_wrong(log: AuditLog, event_id: int, actual: str | None = None, *, cipher: Any,
                wallclock: Callable[[], float] = time.time) -> Feedback:
     """Mark decision ``event_id`` as wrong and keep its embedding for the next calibration.
 
     ``actual``: who it really was (an enrolled person's name), or None for a
     stranger. A wrong grant joins the impostor scores (against everyone but
     ``actual``); a wrong deny the genuine scores of ``actual``, or of the
-    nearest person when not given.
+    nearest person when not given. ``cipher``: the gallery's template key,
+    which sealed the held embedding (it stays sealed, bound to the event).
     """
-    import numpy as np
-
-    from .gallery.schema import decode_embedding
-
     with log._lock:
         conn = log._connection()
-        _feedback_tables(conn)
         event = conn.execute("SELECT ts, outcome, name, extra FROM events WHERE id = ?", (int(event_id),)).fetchone()
         if event is None:
             raise AuditError(f"no decision {event_id} in the audit log (see facegate audit)")
@@ -523,42 +514,37 @@ def mark_wrong(log: AuditLog, event_id: int, actual: str | None = None, *,
         if outcome == "grant" and actual is not None and actual == name:
             raise AuditError(f"decision {event_id} granted {name}; marking it wrong with --was {actual} says "
                              "it was right")
-        held = conn.execute("SELECT model_id, dim, embedding FROM held_embeddings WHERE event_id = ?",
+        held = conn.execute("SELECT model_id, dim, embedding, key_id FROM held_embeddings WHERE event_id = ?",
                             (int(event_id),)).fetchone()
-        kept = conn.execute("SELECT model_id, dim, embedding FROM feedback WHERE event_id = ?",
+        kept = conn.execute("SELECT model_id, dim, embedding, key_id FROM feedback WHERE event_id = ?",
                             (int(event_id),)).fetchone()
         source = held or kept
         if source is None:
             raise AuditError(f"decision {event_id} has no embedding any more (only the newest {HELD_EMBEDDINGS} "
                              "decisions keep one); mark wrong decisions soon after they happen")
-        model_id, dim, blob = source
+        model_id, dim, blob, key_id = source
+        vector = _open_decision(cipher, int(event_id), model_id, dim, blob, key_id)  # readable before it is kept
+        if key_id is None and cipher is not None:  # a clear-text mark of before v4: sealed now
+            from .gallery.crypto import decision_aad
+
+            blob, key_id = cipher.seal(vector.astype("<f4"), decision_aad(event_id, model_id, dim)), cipher.key_id
         conn.execute("INSERT OR REPLACE INTO feedback (event_id, ts, outcome, name, actual, model_id, dim, embedding,"
-                     " marked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     (int(event_id), ts, outcome, name, actual, model_id, dim, blob, float(wallclock())))
+                     " marked_at, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (int(event_id), ts, outcome, name, actual, model_id, dim, blob, float(wallclock()), key_id))
     logger.info("decision %d (%s %s) marked wrong; it was %s", event_id, outcome, name, actual or "a stranger")
-    return Feedback(int(event_id), outcome, name, actual, model_id, np.array(decode_embedding(dim, blob)))
+    return Feedback(int(event_id), outcome, name, actual, model_id, vector)
 
 
 def clear_mark(log: AuditLog, event_id: int) -> bool:
     """Take back a mark; returns whether there was one."""
     with log._lock:
-        conn = log._connection()
-        if not _has_table(conn, "feedback"):
-            return False
-        return conn.execute("DELETE FROM feedback WHERE event_id = ?", (int(event_id),)).rowcount > 0
+        return log._connection().execute("DELETE FROM feedback WHERE event_id = ?", (int(event_id),)).rowcount > 0
 
 
-def marked_feedback(log: AuditLog, model_id: str | None = None) -> list[Feedback]:
-    """Every decision marked wrong (of ``model_id`` when given), oldest first."""
-    import numpy as np
-
-    from .gallery.schema import decode_embedding
-
+def marked_feedback(log: AuditLog, model_id: str | None = None, *, cipher: Any) -> list[Feedback]:
+    """Every decision marked wrong (of ``model_id`` when given), oldest first, opened with ``cipher``."""
     with log._lock:
-        conn = log._connection()
-        if not _has_table(conn, "feedback"):
-            return []
-        rows = conn.execute("SELECT event_id, outcome, name, actual, model_id, dim, embedding FROM feedback "
-                            "ORDER BY event_id").fetchall()
-    return [Feedback(int(r[0]), r[1], r[2], r[3], r[4], np.array(decode_embedding(r[5], r[6])))
+        rows = log._connection().execute("SELECT event_id, outcome, name, actual, model_id, dim, embedding, key_id "
+                                         "FROM feedback ORDER BY event_id").fetchall()
+    return [Feedback(int(r[0]), r[1], r[2], r[3], r[4], _open_decision(cipher, int(r[0]), r[4], r[5], r[6], r[7]))
             for r in rows if model_id is None or r[4] == model_id]

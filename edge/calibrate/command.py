@@ -177,7 +177,11 @@ def cmd_audit_mark(args: argparse.Namespace) -> int:
             obj, text = {"id": args.id, "cleared": had}, (f"decision {args.id}: mark taken back" if had else
                                                           f"decision {args.id} was not marked")
         else:
-            fb = mark_wrong(log, args.id, args.was)
+            from ..cli.main import _gallery
+
+            with _gallery(args, readonly=True) as gallery:  # its key sealed the decision's embedding
+                cipher = gallery.template_cipher()
+            fb = mark_wrong(log, args.id, args.was, cipher=cipher)
             role = ("impostor" if fb.outcome == "grant" else "genuine")
             obj = {"id": fb.event_id, "outcome": fb.outcome, "name": fb.name, "actual": fb.actual, "marked": "wrong"}
             text = (f"decision {fb.event_id} ({fb.outcome} {fb.name or ''}".rstrip() + ") marked wrong; it was "

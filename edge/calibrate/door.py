@@ -65,9 +65,10 @@ def calibrate_door(
     gallery_path = Path(gallery_path)
     if not gallery_path.is_file():
         raise CalibrationError(f"no gallery at {gallery_path}: enroll the household first")
-    with Gallery(gallery_path, readonly=True) as gallery:
+    with Gallery(gallery_path, readonly=True, key_file=cfg.storage.key_file) as gallery:
         names, matrix = gallery.templates(model_id)
         stored = gallery.model_ids()
+        cipher = gallery.template_cipher()  # the marked decisions' embeddings are sealed with it
     if not names:
         other = f" (it holds {', '.join(sorted(stored))})" if stored else ""
         raise CalibrationError(f"nobody in {gallery_path} is enrolled with {model_id}{other}")
@@ -87,7 +88,7 @@ def calibrate_door(
     merged = {k: list(v) for k, v in probes.probes.items()}
     used = 0
     if feedback:
-        for fb in _feedback(gallery_path, model_id):
+        for fb in _feedback(gallery_path, model_id, cipher):
             if fb.outcome == "grant":
                 wrong_grants.append((fb.vector, fb.actual))
                 used += 1
@@ -136,12 +137,12 @@ def _camera_probes(cfg, pipeline, source, people, enrolled, frames, out, wait) -
     return ProbeSet(found)
 
 
-def _feedback(gallery_path: Path, model_id: str):
+def _feedback(gallery_path: Path, model_id: str, cipher):
     from ..audit import AuditLog, marked_feedback
 
     try:
         with AuditLog(gallery_path, retention_days=None, max_events=None) as audit:
-            return marked_feedback(audit, model_id)
+            return marked_feedback(audit, model_id, cipher=cipher)
     except (GalleryError, FacegateError) as exc:
         log.warning("field feedback not read: %s", exc)
         return []

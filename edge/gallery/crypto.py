@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import BackendUnavailable, GalleryTampered
 from .keys import GalleryKey
 
-__all__ = ["TemplateCipher", "require_cryptography", "template_aad"]
+__all__ = ["TemplateCipher", "decision_aad", "require_cryptography", "template_aad"]
 
 
 def require_cryptography():
@@ -45,6 +45,12 @@ _TAG = 16
 def template_aad(template_id: int, person_id: int, name: str, model_id: str, dim: int) -> bytes:
     """What a template's ciphertext is bound to (an unambiguous JSON list)."""
     return json.dumps(["facegate/template", _VERSION, int(template_id), int(person_id), name, model_id, int(dim)],
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def decision_aad(event_id: int, model_id: str, dim: int) -> bytes:
+    """What an audited decision's embedding is bound to: its event (held, then kept when marked wrong)."""
+    return json.dumps(["facegate/decision", _VERSION, int(event_id), model_id, int(dim)],
                       ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 

@@ -114,6 +114,11 @@ class TemplateProtection:
                 f"({existing.key_id}); check the file is yours, then encrypt it with: facegate gallery encrypt")
         self.encrypt_cleartext(conn)
 
+    def current(self, conn: sqlite3.Connection) -> TemplateCipher | None:
+        """The key the file's templates are sealed with (checked), None while it records none."""
+        recorded = recorded_key_id(conn)
+        return None if recorded is None else self._check(recorded)
+
     def cipher_for_write(self, conn: sqlite3.Connection) -> TemplateCipher:
         """Under the write lock: the key to seal new templates with (created at first need)."""
         recorded = recorded_key_id(conn)

@@ -133,6 +133,48 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
 
 MIGRATIONS[2] = _migrate_2_to_3
 
+#: The audit's decision embeddings (:mod:`facegate.edge.audit`): ``held_embeddings`` keeps the
+#: newest decisions' so that a wrong one can still be marked; ``feedback`` keeps each one marked
+#: wrong, for calibration. A face embedding is biometric data like a template, so both are sealed
+#: with the gallery's key (``key_id``; NULL only in a ``feedback`` row marked before v4).
+DECISION_TABLES = (
+    """CREATE TABLE IF NOT EXISTS held_embeddings (
+           event_id  INTEGER PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
+           model_id  TEXT    NOT NULL,
+           dim       INTEGER NOT NULL CHECK (dim > 0),
+           embedding BLOB    NOT NULL
+       )""",
+    """CREATE TABLE IF NOT EXISTS feedback (
+           event_id  INTEGER PRIMARY KEY,
+           ts        REAL    NOT NULL,
+           outcome   TEXT    NOT NULL,
+           name      TEXT,
+           actual    TEXT,
+           model_id  TEXT    NOT NULL,
+           dim       INTEGER NOT NULL CHECK (dim > 0),
+           embedding BLOB    NOT NULL,
+           marked_at REAL    NOT NULL
+       )""",
+)
+
+
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """The audit's decision embeddings, sealed. Before v4 the two tables were made on first use, outside
+    the numbered schema, with clear-text vectors: the held ones (a convenience for marking) are dropped,
+    the marked ones kept (read as clear text until marked again)."""
+    for sql in DECISION_TABLES:
+        conn.execute(sql)
+    for table in ("held_embeddings", "feedback"):
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if "key_id" not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN key_id TEXT")
+    dropped = conn.execute("DELETE FROM held_embeddings WHERE key_id IS NULL").rowcount
+    if dropped:
+        log.info("dropped %d clear-text decision embedding(s) held for marking", dropped)
+
+
+MIGRATIONS[3] = _migrate_3_to_4
+
 
 def schema_version() -> int:
     """The schema version this code writes (read at call time so tests can extend it)."""

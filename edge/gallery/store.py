@@ -383,6 +383,12 @@ class Gallery(TemplateLookup):
             return recorded_key_id(conn)
 
     # --- reads ---------------------------------------------------------------------------
+    def template_cipher(self):
+        """The key this gallery's templates are sealed with (None while it has none): the audit seals
+        the decision embeddings it keeps in the same file with it (:func:`facegate.edge.audit.hold_embedding`)."""
+        with self._sql("read the template key") as conn:
+            return self._protect.current(conn)
+
     def people(self) -> list[PersonSummary]:
         """Everyone enrolled, by name."""
         with self._sql("list people") as conn:

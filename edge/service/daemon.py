@@ -351,7 +351,8 @@ class DoorDaemon:
         if face is None or face.embedding is None:
             return
         try:
-            hold_embedding(self.audit, event, face.embedding.vector, face.embedding.model_id)
+            hold_embedding(self.audit, event, face.embedding.vector, face.embedding.model_id,
+                           self.gallery.template_cipher())
         except Exception:  # feedback is a convenience: never a reason to stop the door
             log.exception("could not keep the embedding of decision %d", event)
 

@@ -59,10 +59,14 @@ def _door(tmp_path, fake_embedder):
 
 def test_a_camera_calibration_of_a_door_with_marked_feedback(tmp_path, pipeline, fake_embedder, file_camera):
     cfg = _door(tmp_path, fake_embedder)
+    from facegate.edge.gallery import Gallery
+
+    with Gallery(cfg.storage.gallery, readonly=True) as g:
+        key = g.template_cipher()
     with AuditLog(cfg.storage.gallery) as log:  # a stranger let in as alice, marked wrong
         event = log.record(Decision(1.0, "grant", "alice", 0.4, 0.5, fake_embedder.model_id))
-        hold_embedding(log, event, fake_embedder.vector_for(3), fake_embedder.model_id)
-        mark_wrong(log, event)
+        hold_embedding(log, event, fake_embedder.vector_for(3), fake_embedder.model_id, key)
+        mark_wrong(log, event, cipher=key)
     seen = []
     run = calibrate_door(cfg, cfg.storage.gallery, camera=True, frames=1, target_fmr=0.5, background=False,
                          pipeline=pipeline, source=file_camera([frame(1), frame(2)], fps=None),

@@ -258,7 +258,7 @@ def test_schema_version_set(tmp_path):
     path = tmp_path / "g.db"
     Gallery(path).close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 3  # people/templates, events, sealed templates
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 4  # people, events, sealed templates, sealed decisions
     assert conn.execute("PRAGMA application_id").fetchone()[0] == gallery_mod.APPLICATION_ID
     conn.close()
 
@@ -362,10 +362,10 @@ def test_match_matrix_matches_brute_force(rng):
         match_matrix(q, t[:, :10])
 
 
-def test_identify_many_templates_fast(rng):
-    """10,000 templates of 2,000 people: loaded once, each identify well under the budget."""
-    import time
+def test_identify_many_templates_loads_them_once(rng):
+    """10,000 templates of 2,000 people: decoded into one matrix once, then every identify reuses it.
 
+    (How fast that is, is the benchmark's business: ``facegate bench``.)"""
     dim, people, per = 128, 2000, 5
     base = rng.standard_normal((people, dim)).astype(np.float32)
     base /= np.linalg.norm(base, axis=1, keepdims=True)
@@ -373,10 +373,10 @@ def test_identify_many_templates_fast(rng):
         for i in range(people):
             g.enroll(f"p{i:04d}", [emb(base[i], MODEL)] * per)
         g.identify(emb(base[0]), 0.5)  # load the cache
-        t0 = time.perf_counter()
+        block = g._blocks[MODEL]
         for i in range(0, people, 100):
             assert g.identify(emb(base[i]), 0.5).name == f"p{i:04d}"
-        assert (time.perf_counter() - t0) / 20 < 0.05
+        assert g._blocks[MODEL] is block  # not decoded again
 
 
 def test_damaged_template_row_reported(tmp_path, rng):
