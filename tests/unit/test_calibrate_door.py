@@ -46,22 +46,24 @@ def test_the_camera_session_collects_the_frames_asked_for(pipeline, file_camera)
     assert kept.shape == (4, 4)
 
 
-def _door(tmp_path, fake_embedder):
+def _door(tmp_path, fake_embedder, key_file=None):
     from facegate.edge.gallery import Gallery
 
     cfg = Config.default()
-    cfg = replace(cfg, storage=replace(cfg.storage, gallery=str(tmp_path / "g.db")))
-    with Gallery(cfg.storage.gallery) as g:
+    cfg = replace(cfg, storage=replace(cfg.storage, gallery=str(tmp_path / "g.db"), key_file=key_file))
+    with Gallery(cfg.storage.gallery, key_file=key_file) as g:
         for who, name in ((1, "alice"), (2, "bob")):
             g.enroll(name, [Embedding(fake_embedder.vector_for(who), fake_embedder.model_id)])
     return cfg
 
 
-def test_a_camera_calibration_of_a_door_with_marked_feedback(tmp_path, pipeline, fake_embedder, file_camera):
-    cfg = _door(tmp_path, fake_embedder)
+@pytest.mark.parametrize("key_apart", [False, True], ids=["key beside the gallery", "key file of the config"])
+def test_a_camera_calibration_of_a_door_with_marked_feedback(tmp_path, pipeline, fake_embedder, file_camera,
+                                                             key_apart):
+    cfg = _door(tmp_path, fake_embedder, key_file=str(tmp_path / "keys" / "door.key") if key_apart else None)
     from facegate.edge.gallery import Gallery
 
-    with Gallery(cfg.storage.gallery, readonly=True) as g:
+    with Gallery(cfg.storage.gallery, readonly=True, key_file=cfg.storage.key_file) as g:
         key = g.template_cipher()
     with AuditLog(cfg.storage.gallery) as log:  # a stranger let in as alice, marked wrong
         event = log.record(Decision(1.0, "grant", "alice", 0.4, 0.5, fake_embedder.model_id))
