@@ -160,3 +160,10 @@ def test_a_continuation_draws_new_batches_but_keeps_its_parents_held_out_people(
     assert not np.array_equal(parent.holdout, reseeded.holdout)
     assert not np.array_equal(parent(0)[0], child(0)[0])
     assert not np.isin(child(5)[0], child.holdout).any()
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[2] / "models" / "recipes" / "ladder").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_ladder_recipe_is_a_valid_config(recipe):
+    cfg = LadderConfig.from_toml(recipe)
+    assert cfg.name.startswith("facegate-irn") and cfg.max_minutes > 0
