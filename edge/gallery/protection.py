@@ -121,9 +121,9 @@ class TemplateProtection:
 
     def cipher_for_write(self, conn: sqlite3.Connection) -> TemplateCipher:
         """Under the write lock: the key to seal new templates with (created at first need)."""
-        recorded = recorded_key_id(conn)
-        if recorded is not None:
-            return self._check(recorded)
+        cipher = self.current(conn)
+        if cipher is not None:
+            return cipher
         cipher = self._find()
         if cipher is None:
             assert self.key_path is not None
@@ -169,8 +169,7 @@ class TemplateProtection:
 
     def decoder(self, conn: sqlite3.Connection, model_id: str):
         """A function from a row ``(id, person_id, name, dim, embedding, key_id)`` to its vector."""
-        recorded = recorded_key_id(conn)
-        cipher = self._check(recorded) if recorded is not None else None
+        cipher = self.current(conn)
 
         def decode(row: tuple) -> np.ndarray:
             tid, pid, name, dim, blob, row_key = row
