@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
-
 from facegate.edge.align import NO_QUALITY_GATE
 from facegate.edge.audit import AuditLog
 from facegate.edge.config import Config
@@ -17,6 +15,7 @@ from facegate.edge.pipeline import FacePipeline
 from facegate.edge.service import DoorDaemon, NullNotifier
 from facegate.edge.types import Embedding
 
+from ..unit.test_daemon_loop import frame
 from .test_mqtt_door import fake_stage_config
 
 
@@ -77,14 +76,6 @@ class BrokenSink:
 
     def close(self) -> None:
         pass
-
-
-def frame(who: int | None) -> np.ndarray:
-    if who is None:
-        return np.zeros((480, 640, 3), np.uint8)
-    img = np.random.default_rng(who).integers(60, 200, (480, 640, 3), dtype=np.uint8)
-    img[..., 0] = 40 * (who + 1)
-    return img
 
 
 def test_a_failing_sink_never_stops_the_door(tmp_path, tmp_gallery, fake_detector, fake_embedder, file_camera):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from facegate.edge.align import NO_QUALITY_GATE
 from facegate.edge.audit import AuditLog
 from facegate.edge.config import Config
@@ -25,6 +24,7 @@ from facegate.edge.pipeline import FacePipeline
 from facegate.edge.service import DoorDaemon, NullNotifier
 from facegate.edge.types import Decision, Embedding, Outcome
 
+from ..unit.test_daemon_loop import frame
 from .mqtt_broker import Broker, Watcher
 
 BASE = "facegate/front"
@@ -268,14 +268,6 @@ def test_a_broker_refusing_the_password_leaves_the_door_deciding(tmp_path, base,
 
 
 # --- the daemon itself -------------------------------------------------------------------------------------
-def frame(who: int | None) -> np.ndarray:
-    if who is None:
-        return np.zeros((480, 640, 3), np.uint8)
-    img = np.random.default_rng(who).integers(60, 200, (480, 640, 3), dtype=np.uint8)
-    img[..., 0] = 40 * (who + 1)
-    return img
-
-
 def fake_stage_config(base: Config) -> Config:
     """Every replayed frame judged, and no liveness check (the fake detector's landmarks never move, as a
     photo's would not): these tests are about what the door publishes, not whom it lets in."""
