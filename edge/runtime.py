@@ -6,9 +6,49 @@ model on the device gets the same threading behaviour.
 
 from __future__ import annotations
 
+import functools
+import logging
+import platform
 from pathlib import Path
 
 from .errors import BackendUnavailable, ModelError
+
+log = logging.getLogger(__name__)
+
+_X86 = {"x86_64", "amd64", "i386", "i686"}
+
+
+def _numpy_cpu_features() -> dict[str, bool]:
+    """numpy's own CPUID reading (the running CPU, also under an emulator); empty where it is not exposed."""
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
+        try:
+            return dict(__import__(module, fromlist=["__cpu_features__"]).__cpu_features__)
+        except (ImportError, AttributeError):
+            continue
+    return {}
+
+
+@functools.lru_cache(maxsize=1)
+def int8_needs_wide_accumulation() -> bool:
+    """True on an x86 CPU without AVX512-VNNI, where onnxruntime's u8 x s8 kernels saturate.
+
+    There MLAS multiplies with VPMADDUBSW, which adds pairs of uint8 x int8
+    products into a *saturating* int16: with full-range weights and uint8
+    activations a sum overflows, and the shipped INT8 embedder's output fell to
+    a cosine of 0.82 to the same model elsewhere (facegate-irn, measured under
+    ``qemu-x86_64 -cpu Haswell``). ``session.x64quantprecision`` makes
+    onnxruntime widen to int16 first: exact, about twice as slow. VNNI CPUs
+    (VPDPBUSD accumulates in int32) and ARM are not affected and keep the fast
+    path. A CPU with only AVX-VNNI (no AVX-512) is not told apart by numpy and
+    takes the exact path too: slower, never wrong.
+    """
+    if platform.machine().lower() not in _X86:
+        return False
+    features = _numpy_cpu_features()
+    wide = not features.get("AVX512VNNI", False)
+    if wide:
+        log.info("x86 CPU without AVX512-VNNI: INT8 models run with onnxruntime's exact (x64quantprecision) kernels")
+    return wide
 
 
 def ort_session(path: str | Path, threads: int = 1):
@@ -32,6 +72,8 @@ def ort_session(path: str | Path, threads: int = 1):
     # and the arena kept a block per shape (about 30 MB of the daemon's peak);
     # plain malloc returns them, at no measurable cost in speed.
     opts.enable_cpu_mem_arena = False
+    if int8_needs_wide_accumulation():
+        opts.add_session_config_entry("session.x64quantprecision", "1")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
