@@ -66,7 +66,7 @@ def _subcommands() -> set[str]:
 def test_readme_starts_with_the_demo_and_the_exact_ci_test_command() -> None:
     text = README.read_text()
     blocks = _shell_blocks(text)
-    assert "facegate demo" in blocks[0] and "'.[demo]'" in blocks[0]
+    assert "facegate demo" in blocks[0] and "requirements/demo.lock" in blocks[0]
     ci = (REPO / ".ci" / "run").read_text()
     test_command = blocks[1].strip()
     assert test_command in ci and "pytest" in test_command
