@@ -208,11 +208,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..eval.evaluate import EVAL_MIN_FACE, evaluate_lfw
+    from ..eval.lfw import LFW_ENV, lfw_root
 
+    root = lfw_root(args.data)
+    if root is None:
+        raise FacegateError(f"which LFW folder? give --data DIR (it holds pairs.txt and lfw-deepfunneled/) "
+                            f"or set ${LFW_ENV}")
     args.embedder = door_config(args).embedder.name
     scores: dict = {}
     try:
-        report = evaluate_lfw(args.embedder, root=args.data, workers=args.workers,
+        report = evaluate_lfw(args.embedder, root=root, workers=args.workers,
                               min_face=args.min_face or EVAL_MIN_FACE,
                               official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress,
                               on_scores=(lambda g, i: scores.update(genuine=g, impostor=i)) if args.report else None)
@@ -246,14 +251,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..eval.bench import run_bench
+    """Rows on stdout; an embedder that cannot be built here is one "skipped" line on stderr.
 
-    for row in run_bench(args.embedder_list, threads=args.thread_list, repeats=args.repeats, data=args.data):
+    Of the default list only the installed ones are measured (exit 0); one
+    named with ``--embedders`` that cannot be built makes the exit code 2,
+    after the others were measured.
+    """
+    from ..eval.bench import DEFAULT_EMBEDDERS, Skipped, run_bench
+
+    named = args.embedder_list is not None
+    failed = measured = 0
+    for row in run_bench(args.embedder_list or DEFAULT_EMBEDDERS, threads=args.thread_list, repeats=args.repeats,
+                         data=args.data):
+        if isinstance(row, Skipped):
+            failed += named or row.crashed
+            print(f"facegate bench: {row.line()}", file=sys.stderr, flush=True)
+            continue
+        measured += 1
         print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    return EXIT_OK
+    if not measured:
+        print("facegate bench: error: no embedder could be measured", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 # --- parser --------------------------------------------------------------------------
+def _names(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _counts(text: str) -> list[int]:
+    return [positive_int(x.strip()) for x in text.split(",") if x.strip()] or [positive_int(text)]
+
+
 def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True) -> None:
     from ..align import MIN_FACE_PX
     from ..embed import DEFAULT_EMBEDDER
@@ -279,6 +312,8 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..eval.lfw import LFW_ENV
+
     parser = _Parser(prog="facegate", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -315,9 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(json=True)
 
     p = add("eval", cmd_eval, "evaluate an embedder on a benchmark through the full pipeline", gallery=False)
-    p.add_argument("benchmark", choices=["lfw"])
-    p.add_argument("--data", type=Path, default=None, help="LFW folder (default: ../shared/data/lfw)")
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="processes (default: all cores)")
+    p.add_argument("benchmark", choices=["lfw"], help="the benchmark: lfw (the LFW-half protocol)")
+    p.add_argument("--data", type=Path, default=None,
+                   help=f"LFW folder holding pairs.txt and lfw-deepfunneled/ (default: ${LFW_ENV}; one is needed)")
+    p.add_argument("--workers", type=positive_int, default=max(1, (os.cpu_count() or 1)),
+                   help="processes (default: all cores)")
     p.add_argument("--official", action="store_true", help="also the official 10-fold accuracy")
     p.add_argument("--progress", action="store_true", help="progress bar even with --json")
     p.add_argument("--save-thresholds", type=Path, default=None, metavar="JSON",
@@ -328,11 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write summary.txt and, with matplotlib, det.png and scores.png there")
 
     p = add("bench", cmd_bench, "per-stage latency and memory of each embedder", gallery=False, model=False)
-    p.add_argument("--embedders", dest="embedder_list", default="facegate-irn,facenet,dlib",
-                   type=lambda s: [x for x in s.split(",") if x], help="comma-separated (default: %(default)s)")
-    p.add_argument("--threads", dest="thread_list", default="1,2", type=lambda s: [int(x) for x in s.split(",")])
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--data", type=Path, default=None, help="LFW folder for real frames")
+    p.add_argument("--embedders", dest="embedder_list", default=None, type=_names,
+                   help="comma-separated (default: those of facegate-irn, facenet, dlib that are installed)")
+    p.add_argument("--threads", dest="thread_list", default=[1, 2], type=_counts,
+                   help="comma-separated thread counts, each measured apart (default: 1,2)")
+    p.add_argument("--repeats", type=positive_int, default=20, help="timed runs per figure (default: %(default)s)")
+    p.add_argument("--data", type=Path, default=None,
+                   help=f"LFW folder for real frames (default: ${LFW_ENV}, else a public-domain portrait)")
     _register_more(sub, add)
     return parser
 
