@@ -314,9 +314,12 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True
 def build_parser() -> argparse.ArgumentParser:
     from ..eval.lfw import LFW_ENV
 
-    parser = _Parser(prog="facegate", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="facegate", description=__doc__.split("\n")[0],
+                     epilog="facegate COMMAND --help says more about each command")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the installed version and exit")
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, **kw) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -325,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("enroll", cmd_enroll, "enroll a person from photos, a folder of photos, or a guided camera session")
-    p.add_argument("name")
+    p.add_argument("name", help="the person's name, as the door will report it")
     p.add_argument("images", nargs="*", help="photos of one face each, or one folder of them (or --camera)")
     p.add_argument("--allow-lookalike", action="store_true",
                    help="enroll a new name even if it looks like an enrolled one (Cyrillic/fullwidth letters, case)")
@@ -333,18 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_enroll_arguments(p)
     p = add("remove", cmd_remove, "remove a person and all their templates", model=False)
-    p.add_argument("name")
+    p.add_argument("name", help="the enrolled name to remove")
     add("list", cmd_list, "list enrolled people", model=False)
     for name, fn, help in (("verify", cmd_verify, "1:1: is the face in IMAGE the enrolled NAME?"),
                            ("identify", cmd_identify, "1:K: who in the gallery is the face in IMAGE?")):
         p = add(name, fn, help)
         if name == "verify":
-            p.add_argument("name")
-        p.add_argument("image")
+            p.add_argument("name", help="the enrolled name to check the face against")
+        p.add_argument("image", help="a photo; the largest face in it is judged")
         p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the door's, "
                        "from --config, else the model's; identify tightens it for the gallery's size)")
     p = add("embed", cmd_embed, "print one JSON line per image with its embedding", gallery=False)
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="photos, each embedded on its own (one JSON line each)")
     p.add_argument("--single", action="store_true", help="refuse images with several faces")
     p.add_argument("--no-gate", action="store_true", help="embed faces that fail the quality gate too")
     p.set_defaults(json=True)
@@ -373,7 +376,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None,
                    help=f"LFW folder for real frames (default: ${LFW_ENV}, else a public-domain portrait)")
     _register_more(sub, add)
+    _debug_anywhere(parser)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("facegate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    """Every parser below ``parser`` (commands and their actions), each once."""
+    seen: set[int] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    yield child
+                    yield from _subparsers(child)
+
+
+def _debug_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` also after the command (``facegate run --debug``), without resetting one given before it."""
+    for child in _subparsers(parser):
+        if "--debug" not in child._option_string_actions:
+            child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                               help="verbose logs and tracebacks (also before the command)")
 
 
 #: Entry-point group through which other facegate packages (training, export)
@@ -406,6 +439,16 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _refuse(args: argparse.Namespace, exc: BaseException, line: str) -> None:
+    """The one line on stderr; with ``--json`` also a JSON object on stdout, so a script reads every answer there."""
+    if getattr(args, "json", False):
+        try:
+            print(json.dumps({"error": _one_line(exc), "error_type": type(exc).__name__}), flush=True)
+        except (BrokenPipeError, ValueError):  # stdout gone: the stderr line still says it
+            pass
+    print(line, file=sys.stderr)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with facegate's refusal: one line on stderr, exit code 2 (argparse also prints usage)."""
 
@@ -419,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a refused argument (2), already printed
         return int(exc.code or 0)
+    if args.command is None:  # `facegate` alone: what it can do, not a complaint
+        parser.print_help()
+        return EXIT_OK
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "follows_door_config", False):
@@ -428,14 +474,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacegateError as exc:
         if args.debug:
             raise
-        print(f"facegate {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        _refuse(args, exc, f"facegate {args.command}: error: {_one_line(exc)}")
         return EXIT_ERROR
     except Exception as exc:  # a bug, not bad input: still one line, the traceback with --debug
         if args.debug:
             raise
         log.debug("unexpected error", exc_info=True)
-        print(f"facegate {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
-              "(--debug shows the traceback)", file=sys.stderr)
+        _refuse(args, exc, f"facegate {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
+                "(--debug shows the traceback)")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
