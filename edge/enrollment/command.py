@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..cli.argtypes import whole_number
@@ -94,7 +95,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     source = _open_camera(cfg.camera) if args.camera else None  # before the gallery: a failed probe writes nothing
     # human-readable lines go to stderr with --json, so stdout stays one JSON object
     say = sys.stderr if args.json else sys.stdout
-    with _gallery(args) as gallery:
+    with source if source is not None else nullcontext(), _gallery(args) as gallery:  # the camera closed whatever
         if source is not None:
             from .session import enroll_camera
 
