@@ -226,11 +226,12 @@ class DoorDaemon:
                     raise grabber.error
                 if frame is None:
                     if grabber.finished:
+                        where = getattr(self.source, "name", self.source)
                         if stop_when_finished:
-                            log.info("%s ended", self.source)
+                            log.info("%s ended: stopping", where)
                             break
                         # a source that ends where one that does not was expected: waiting would only spin
-                        raise CameraError(f"{self.source} ended; exiting for a restart")
+                        raise CameraError(f"{where} ended; exiting for a restart")
                     continue
                 self.process(frame)
                 watchdog.feed(grabber.last_frame_time)
