@@ -302,8 +302,9 @@ class DecisionPolicy:
 
         if used >= cfg.n or rejected > cfg.n - cfg.k:
             if others:
-                ids = sorted({x for x in names if x is not None})
-                why = f"conflicting identities in last {used} judged frames: {', '.join(ids)}"
+                # how many, never who: a refusal names no resident (README, edge/audit.py)
+                ids = {x for x in names if x is not None}
+                why = f"conflicting identities in last {used} judged frames: {len(ids)} enrolled people"
             else:
                 why = f"{rejected} of last {used} judged frames rejected"
             if not accepted:

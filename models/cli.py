@@ -274,7 +274,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="view cache folder")
     p.add_argument("--teacher-view", type=parse_view, default="box:160:0.125", help="default: %(default)s")
     p.add_argument("--student-views", type=parse_view, nargs="*", default=[], help="e.g. box:112:0.125")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
     p.set_defaults(func=cmd_views)
 
     p = steps.add_parser("pool", help="extra faces for distillation, LFW split-B look-alikes dropped",
@@ -286,7 +286,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "eval-set); default: %(default)s")
     p.add_argument("--sources", nargs="+", default=["celeba10k", "utkface8k"], help="folders of ../shared/data")
     p.add_argument("--view", type=parse_view, default="box:160:0.125", help="default: %(default)s")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
     p.set_defaults(func=cmd_pool)
 
     p = steps.add_parser("ladder", help="fine-tune or compress the Inception-ResNet network (a ladder rung)",

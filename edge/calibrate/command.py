@@ -181,6 +181,10 @@ def cmd_audit_mark(args: argparse.Namespace) -> int:
 
             with _gallery(args, readonly=True) as gallery:  # its key sealed the decision's embedding
                 cipher = gallery.template_cipher()
+                enrolled = {p.name for p in gallery.people()}
+            if args.was is not None and args.was not in enrolled:
+                raise AuditError(f"--was {args.was}: nobody of that name is enrolled (facegate list shows who is); "
+                                 "leave --was out when it was a stranger")
             fb = mark_wrong(log, args.id, args.was, cipher=cipher)
             role = ("impostor" if fb.outcome == "grant" else "genuine")
             obj = {"id": fb.event_id, "outcome": fb.outcome, "name": fb.name, "actual": fb.actual, "marked": "wrong"}
@@ -237,7 +241,7 @@ def register(sub, add) -> None:
                    help="only these outcomes (repeat; default grant and deny)")
     actions = p.add_subparsers(dest="audit_action", metavar="ACTION")
     m = actions.add_parser("mark", help="mark a decision wrong (its embedding joins the next calibration)")
-    m.add_argument("id", type=int)
+    m.add_argument("id", type=int, help="the decision's id, as facegate audit lists it")
     m.add_argument("--wrong", action="store_true", help="the decision was wrong")
     m.add_argument("--was", default=None, metavar="NAME",
                    help="who it really was (an enrolled name); leave out for a stranger")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..config import CameraConfig
 
 __all__ = [
+    "CAMERA_FIX",
     "IMAGE_SUFFIXES",
     "SOURCES",
     "FrameSource",
@@ -30,6 +31,11 @@ __all__ = [
     "ReplaySource",
     "create_source",
 ]
+
+
+#: What to do when no camera opens: said by ``facegate doctor`` and by every command that needs the camera.
+CAMERA_FIX = ("check the ribbon cable and [camera] type/device; rpicam-hello --list-cameras lists what libcamera "
+              "sees, v4l2-ctl --list-devices what OpenCV can open")
 
 
 def _picamera2(cfg: CameraConfig) -> FrameSource:

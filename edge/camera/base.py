@@ -45,6 +45,8 @@ class _BaseSource:
     """Shared lifecycle: context manager, open/closed state, frame stamping."""
 
     name: str = "source"
+    #: True for a source that ends (a file, a replay without loop): the daemon stops when it does.
+    finite: bool = False
 
     def __init__(self) -> None:
         self._is_open = False

@@ -13,6 +13,7 @@ from ..errors import CameraUnavailable, ImageError
 from ..imageio import load_image, to_bgr
 from .base import _BaseSource
 from .opencv import OpenCVSource
+from .pacing import FramePacer
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,16 @@ class ReplaySource(_BaseSource):
         self._files: list[Path] = []
         self._video: OpenCVSource | None = None
         self._pos = 0
-        self._next_due: float | None = None
+        self._pacer = FramePacer(fps)
+
+    @property
+    def finite(self) -> bool:
+        """A replay without loop ends: the daemon stops with it."""
+        return not self.loop
 
     def _open(self) -> None:
         self._pos = 0
-        self._next_due = None
+        self._pacer.reset()
         if self._arrays is not None or self._stream is not None:
             return
         assert self._path is not None
@@ -66,7 +72,7 @@ class ReplaySource(_BaseSource):
             if not self._files:
                 raise CameraUnavailable(f"{self.name}: no image files in {self._path}")
         elif self._path.is_file():
-            self._video = OpenCVSource(str(self._path), name=self.name)
+            self._video = OpenCVSource(str(self._path), name=self.name, paced=False)  # paced here, at self.fps
             self._video.open()
         else:
             raise CameraUnavailable(f"{self.name}: no such file or folder: {self._path}")
@@ -79,7 +85,7 @@ class ReplaySource(_BaseSource):
     def _read(self) -> np.ndarray | None:
         image = self._next_image()
         if image is not None:
-            self._pace()
+            self._pacer.wait()
         return image
 
     def _next_image(self) -> np.ndarray | None:
@@ -123,14 +129,3 @@ class ReplaySource(_BaseSource):
             self._pos += 1
             return image
         return None  # every file was unreadable
-
-    def _pace(self) -> None:
-        if not self.fps:
-            return
-        period = 1.0 / self.fps
-        now = time.monotonic()
-        if self._next_due is None or now - self._next_due > period:
-            self._next_due = now  # first frame, or we fell behind: do not burst
-        elif self._next_due > now:
-            time.sleep(self._next_due - now)
-        self._next_due += period

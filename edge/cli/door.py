@@ -60,10 +60,20 @@ def cmd_relock(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    """``facegate config check FILE``: parse and check every key, print the effective config."""
+    """``facegate config check FILE``: parse and check every key, print the effective config.
+
+    A ``[match] threshold`` looser than the model was measured at is refused
+    here too, as ``facegate run`` refuses it (unless allow_unsafe_threshold).
+    """
     from ..config import Config
+    from ..errors import ConfigError
+    from ..service.preflight import check_config_threshold
 
     cfg = Config.load(args.file)
+    try:
+        check_config_threshold(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.file}: {exc}") from None
     if args.json:
         print(json.dumps(cfg.to_dict()))
     else:
@@ -83,14 +93,15 @@ def register(sub, add) -> None:
             gallery=False, model=False)
     from ..embed import DEFAULT_EMBEDDER
 
-    p.add_argument("--embedder", default=DEFAULT_EMBEDDER)
+    p.add_argument("--embedder", default=DEFAULT_EMBEDDER,
+                   help="the model the demo door runs (default: %(default)s)")
     p.add_argument("--fps", type=float, default=10.0, help="replay rate (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="draws the scenario's variations (default: %(default)s)")
     p.add_argument("--mqtt", metavar="HOST:PORT", default=None,
                    help="also publish the decisions to this MQTT broker, as the door would (docs/home-assistant.md)")
     p = add("config", cmd_config_check, "check a config file (facegate config check FILE)", gallery=False, model=False)
-    p.add_argument("action", choices=["check"])
-    p.add_argument("file", type=Path)
+    p.add_argument("action", choices=["check"], help="check: parse FILE and check every key")
+    p.add_argument("file", type=Path, help="the config file (the door's: /etc/facegate/facegate.toml)")
     p = add("doctor", cmd_doctor, "check config, model, gallery and its key, camera, GPIO, clock and service",
             gallery=False, model=False)
     p.add_argument("--config", type=Path, default=None,

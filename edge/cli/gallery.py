@@ -98,7 +98,9 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 def register(sub, add) -> None:
     p = add("gallery", cmd_gallery, "gallery backups and key: export FILE, import FILE, encrypt, info, newkey FILE",
             model=False)
-    p.add_argument("action", choices=["export", "import", "encrypt", "info", "newkey"])
+    p.add_argument("action", choices=["export", "import", "encrypt", "info", "newkey"],
+                   help="export FILE: encrypted backup; import FILE: restore one; encrypt: seal clear-text "
+                        "templates; info: people, models, key; newkey FILE: make a template key")
     p.add_argument("file", nargs="?", type=Path, help="the backup file (export, import) or key file (newkey)")
     p.add_argument("--passphrase-file", type=Path, default=None,
                    help=f"read the backup passphrase from this file's first line (else ${PASSPHRASE_ENV}, else asked)")

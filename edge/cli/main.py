@@ -208,11 +208,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..eval.evaluate import EVAL_MIN_FACE, evaluate_lfw
+    from ..eval.lfw import LFW_ENV, lfw_root
 
+    root = lfw_root(args.data)
+    if root is None:
+        raise FacegateError(f"which LFW folder? give --data DIR (it holds pairs.txt and lfw-deepfunneled/) "
+                            f"or set ${LFW_ENV}")
     args.embedder = door_config(args).embedder.name
     scores: dict = {}
     try:
-        report = evaluate_lfw(args.embedder, root=args.data, workers=args.workers,
+        report = evaluate_lfw(args.embedder, root=root, workers=args.workers,
                               min_face=args.min_face or EVAL_MIN_FACE,
                               official=args.official, progress=not args.json and sys.stderr.isatty() or args.progress,
                               on_scores=(lambda g, i: scores.update(genuine=g, impostor=i)) if args.report else None)
@@ -246,14 +251,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..eval.bench import run_bench
+    """Rows on stdout; an embedder that cannot be built here is one "skipped" line on stderr.
 
-    for row in run_bench(args.embedder_list, threads=args.thread_list, repeats=args.repeats, data=args.data):
+    Of the default list only the installed ones are measured (exit 0); one
+    named with ``--embedders`` that cannot be built makes the exit code 2,
+    after the others were measured.
+    """
+    from ..eval.bench import DEFAULT_EMBEDDERS, Skipped, run_bench
+
+    named = args.embedder_list is not None
+    failed = measured = 0
+    for row in run_bench(args.embedder_list or DEFAULT_EMBEDDERS, threads=args.thread_list, repeats=args.repeats,
+                         data=args.data):
+        if isinstance(row, Skipped):
+            failed += named or row.crashed
+            print(f"facegate bench: {row.line()}", file=sys.stderr, flush=True)
+            continue
+        measured += 1
         print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    return EXIT_OK
+    if not measured:
+        print("facegate bench: error: no embedder could be measured", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 # --- parser --------------------------------------------------------------------------
+def _names(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _counts(text: str) -> list[int]:
+    return [positive_int(x.strip()) for x in text.split(",") if x.strip()] or [positive_int(text)]
+
+
 def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True) -> None:
     from ..align import MIN_FACE_PX
     from ..embed import DEFAULT_EMBEDDER
@@ -279,9 +312,14 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True, model: bool = True
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="facegate", description=__doc__.split("\n")[0])
+    from ..eval.lfw import LFW_ENV
+
+    parser = _Parser(prog="facegate", description=__doc__.split("\n")[0],
+                     epilog="facegate COMMAND --help says more about each command")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the installed version and exit")
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, **kw) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -290,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("enroll", cmd_enroll, "enroll a person from photos, a folder of photos, or a guided camera session")
-    p.add_argument("name")
+    p.add_argument("name", help="the person's name, as the door will report it")
     p.add_argument("images", nargs="*", help="photos of one face each, or one folder of them (or --camera)")
     p.add_argument("--allow-lookalike", action="store_true",
                    help="enroll a new name even if it looks like an enrolled one (Cyrillic/fullwidth letters, case)")
@@ -298,26 +336,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_enroll_arguments(p)
     p = add("remove", cmd_remove, "remove a person and all their templates", model=False)
-    p.add_argument("name")
+    p.add_argument("name", help="the enrolled name to remove")
     add("list", cmd_list, "list enrolled people", model=False)
     for name, fn, help in (("verify", cmd_verify, "1:1: is the face in IMAGE the enrolled NAME?"),
                            ("identify", cmd_identify, "1:K: who in the gallery is the face in IMAGE?")):
         p = add(name, fn, help)
         if name == "verify":
-            p.add_argument("name")
-        p.add_argument("image")
+            p.add_argument("name", help="the enrolled name to check the face against")
+        p.add_argument("image", help="a photo; the largest face in it is judged")
         p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the door's, "
                        "from --config, else the model's; identify tightens it for the gallery's size)")
     p = add("embed", cmd_embed, "print one JSON line per image with its embedding", gallery=False)
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="photos, each embedded on its own (one JSON line each)")
     p.add_argument("--single", action="store_true", help="refuse images with several faces")
     p.add_argument("--no-gate", action="store_true", help="embed faces that fail the quality gate too")
     p.set_defaults(json=True)
 
     p = add("eval", cmd_eval, "evaluate an embedder on a benchmark through the full pipeline", gallery=False)
-    p.add_argument("benchmark", choices=["lfw"])
-    p.add_argument("--data", type=Path, default=None, help="LFW folder (default: ../shared/data/lfw)")
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="processes (default: all cores)")
+    p.add_argument("benchmark", choices=["lfw"], help="the benchmark: lfw (the LFW-half protocol)")
+    p.add_argument("--data", type=Path, default=None,
+                   help=f"LFW folder holding pairs.txt and lfw-deepfunneled/ (default: ${LFW_ENV}; one is needed)")
+    p.add_argument("--workers", type=positive_int, default=max(1, (os.cpu_count() or 1)),
+                   help="processes (default: all cores)")
     p.add_argument("--official", action="store_true", help="also the official 10-fold accuracy")
     p.add_argument("--progress", action="store_true", help="progress bar even with --json")
     p.add_argument("--save-thresholds", type=Path, default=None, metavar="JSON",
@@ -328,13 +368,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write summary.txt and, with matplotlib, det.png and scores.png there")
 
     p = add("bench", cmd_bench, "per-stage latency and memory of each embedder", gallery=False, model=False)
-    p.add_argument("--embedders", dest="embedder_list", default="facegate-irn,facenet,dlib",
-                   type=lambda s: [x for x in s.split(",") if x], help="comma-separated (default: %(default)s)")
-    p.add_argument("--threads", dest="thread_list", default="1,2", type=lambda s: [int(x) for x in s.split(",")])
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--data", type=Path, default=None, help="LFW folder for real frames")
+    p.add_argument("--embedders", dest="embedder_list", default=None, type=_names,
+                   help="comma-separated (default: those of facegate-irn, facenet, dlib that are installed)")
+    p.add_argument("--threads", dest="thread_list", default=[1, 2], type=_counts,
+                   help="comma-separated thread counts, each measured apart (default: 1,2)")
+    p.add_argument("--repeats", type=positive_int, default=20, help="timed runs per figure (default: %(default)s)")
+    p.add_argument("--data", type=Path, default=None,
+                   help=f"LFW folder for real frames (default: ${LFW_ENV}, else a public-domain portrait)")
     _register_more(sub, add)
+    _debug_anywhere(parser)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("facegate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    """Every parser below ``parser`` (commands and their actions), each once."""
+    seen: set[int] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    yield child
+                    yield from _subparsers(child)
+
+
+def _debug_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` also after the command (``facegate run --debug``), without resetting one given before it."""
+    for child in _subparsers(parser):
+        if "--debug" not in child._option_string_actions:
+            child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                               help="verbose logs and tracebacks (also before the command)")
 
 
 #: Entry-point group through which other facegate packages (training, export)
@@ -367,6 +439,16 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _refuse(args: argparse.Namespace, exc: BaseException, line: str) -> None:
+    """The one line on stderr; with ``--json`` also a JSON object on stdout, so a script reads every answer there."""
+    if getattr(args, "json", False):
+        try:
+            print(json.dumps({"error": _one_line(exc), "error_type": type(exc).__name__}), flush=True)
+        except (BrokenPipeError, ValueError):  # stdout gone: the stderr line still says it
+            pass
+    print(line, file=sys.stderr)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with facegate's refusal: one line on stderr, exit code 2 (argparse also prints usage)."""
 
@@ -380,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a refused argument (2), already printed
         return int(exc.code or 0)
+    if args.command is None:  # `facegate` alone: what it can do, not a complaint
+        parser.print_help()
+        return EXIT_OK
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "follows_door_config", False):
@@ -389,14 +474,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacegateError as exc:
         if args.debug:
             raise
-        print(f"facegate {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        _refuse(args, exc, f"facegate {args.command}: error: {_one_line(exc)}")
         return EXIT_ERROR
     except Exception as exc:  # a bug, not bad input: still one line, the traceback with --debug
         if args.debug:
             raise
         log.debug("unexpected error", exc_info=True)
-        print(f"facegate {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
-              "(--debug shows the traceback)", file=sys.stderr)
+        _refuse(args, exc, f"facegate {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
+                "(--debug shows the traceback)")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -117,10 +117,23 @@ class Doctor:
     def check_model(self) -> Check:
         from ..embed import create_embedder
 
+        from ..operating_threshold import unsafe_threshold_reason
+
         emb = create_embedder(self.cfg.embedder.name, threads=1)
         try:
             self.model_id = emb.model_id
-            return Check("model", OK, f"{emb.model_id} ({emb.dim}-d, default threshold {emb.thresholds.default:.3f})")
+            found = f"{emb.model_id} ({emb.dim}-d, default threshold {emb.thresholds.default:.3f})"
+            m = self.cfg.match
+            unsafe = unsafe_threshold_reason(m.threshold, emb.thresholds)  # what `facegate run` refuses on
+            if unsafe is None:
+                return Check("model", OK, found)
+            where = self.choice.path or "the config"
+            if m.allow_unsafe_threshold:
+                return Check("model", WARN, f"{found}; {unsafe.split(';')[0]} (allowed by match.allow_unsafe_threshold)",
+                             f"measure a threshold for this door: facegate calibrate{self.config_flag}")
+            return Check("model", FAIL, f"{found}; {unsafe.split(';')[0]}: facegate run refuses to start",
+                         f"remove [match] threshold from {where} (the model's own applies), or set one from "
+                         f"facegate calibrate{self.config_flag}")
         finally:
             getattr(emb, "close", lambda: None)()
 
@@ -288,9 +301,9 @@ class Doctor:
             return Check("camera", FAIL, f"camera busy: {what}",
                          "another program holds it: sudo facegate doctor lists which; stop rpicam-* apps or "
                          "sudo systemctl stop facegate")
-        return Check("camera", FAIL, what,
-                     "check the ribbon cable and [camera] type/device; rpicam-hello --list-cameras lists what "
-                     "libcamera sees, v4l2-ctl --list-devices what OpenCV can open")
+        from ..camera import CAMERA_FIX
+
+        return Check("camera", FAIL, what, CAMERA_FIX)
 
     def check_gpio(self) -> Check:
         lock = self.cfg.lock

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..cli.argtypes import whole_number
-from ..errors import ConfigError
+from ..errors import CameraError, ConfigError
 
 __all__ = ["add_enroll_arguments", "cmd_enroll"]
 
@@ -59,6 +60,19 @@ def _rules(args: argparse.Namespace, pipeline):
                                      allow_other_person=args.allow_other_person)
 
 
+def _open_camera(camera):
+    """The door's camera, opened (the session reads it); one line and the fix ``facegate doctor`` gives if not."""
+    from ..camera import CAMERA_FIX, create_source
+
+    source = create_source(camera)
+    try:
+        source.open()
+    except CameraError as exc:
+        source.close()
+        raise type(exc)(f"{' '.join(str(exc).split())}; fix: {CAMERA_FIX} (facegate doctor checks it all)") from None
+    return source
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     from ..cli.main import (
         EXIT_OK,
@@ -78,17 +92,17 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     rules = _rules(args, pipeline)
     cfg = door_config(args)
+    source = _open_camera(cfg.camera) if args.camera else None  # before the gallery: a failed probe writes nothing
     # human-readable lines go to stderr with --json, so stdout stays one JSON object
     say = sys.stderr if args.json else sys.stdout
-    with _gallery(args) as gallery:
-        if args.camera:
-            from ..camera import create_source
+    with source if source is not None else nullcontext(), _gallery(args) as gallery:  # the camera closed whatever
+        if source is not None:
             from .session import enroll_camera
 
             gap = 0.0 if cfg.camera.type == "replay" else 0.5  # a replay is read as fast as it goes
             if sys.stdin.isatty() and not args.json:
                 input(f"{args.name}: stand where you open the door, facing the camera, then press Enter ")
-            verdicts, total, _ = enroll_camera(pipeline, gallery, args.name, create_source(cfg.camera), rules,
+            verdicts, total, _ = enroll_camera(pipeline, gallery, args.name, source, rules,
                                                frames=args.frames, out=sys.stderr, timeout_s=args.timeout,
                                                min_gap_s=gap, allow_lookalike=args.allow_lookalike)
         else:

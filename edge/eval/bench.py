@@ -13,22 +13,42 @@ import logging
 import multiprocessing as mp
 import resource
 import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
+
+from ..errors import FacegateError
 
 log = logging.getLogger(__name__)
 
 FRAME_W, FRAME_H = 640, 480
+#: What ``facegate bench`` measures when not told: our network and the two references, each if installed.
+DEFAULT_EMBEDDERS = ("facegate-irn", "facenet", "dlib")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An embedder that could not be built here (its extra is missing, its model unreadable): not measured."""
+
+    embedder: str
+    reason: str
+    #: its measuring process died (a native crash), rather than the embedder being absent
+    crashed: bool = False
+
+    def line(self) -> str:
+        return f"skipped {self.embedder}: {self.reason}"
 
 
 def sample_faces(data: Path | None, count: int = 20) -> list[np.ndarray]:
-    """Real face images: LFW if present, else the demo portraits a package ships."""
+    """Real face images: LFW (``--data``, ``$FACEGATE_LFW``, a checkout's shared data), else a shipped portrait."""
     from ..imageio import load_image
-    from .lfw import DEFAULT_ROOT
+    from .lfw import DEFAULT_ROOT, lfw_root
 
-    root = Path(data) if data else DEFAULT_ROOT
+    root = lfw_root(data) or DEFAULT_ROOT
     folder = root / "lfw-deepfunneled"
     if folder.is_dir():
         people = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -82,13 +102,16 @@ def _bench_one(embedder: str, threads: int, repeats: int, data: Path | None) -> 
     from ..gallery import match_matrix
 
     cv2.setNumThreads(threads)
+    try:
+        emb = create_embedder(embedder, threads=threads)
+    except Exception as exc:  # noqa: BLE001 - any failure to build it means "not measurable here"
+        return {"skipped": _why(exc)}
     detector = MtcnnDetector(min_face_size=MIN_FACE_PX, threads=threads)
-    emb = create_embedder(embedder, threads=threads)
     frames = [in_frame(f, k) for k, f in enumerate(sample_faces(data))]
     faces = [(fr, detector.detect(fr)) for fr in frames]
     faces = [(fr, d[0]) for fr, d in faces if d]
     if not faces:
-        raise RuntimeError("no face found in the benchmark frames")
+        raise FacegateError("no face found in the benchmark frames")
     rng = np.random.default_rng(0)
 
     def gallery(n: int) -> np.ndarray:
@@ -127,11 +150,32 @@ def _bench_one(embedder: str, threads: int, repeats: int, data: Path | None) -> 
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
 
 
+def _why(exc: BaseException) -> str:
+    """One line: the message of a FacegateError/ImportError, the type too for anything else."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (FacegateError, ImportError)) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def run_bench(embedders: Sequence[str], threads: Sequence[int] = (1, 2), repeats: int = 20,
-              data: Path | None = None):
-    """Yield one row per (embedder, threads), each measured in its own process."""
+              data: Path | None = None) -> Iterator[dict | Skipped]:
+    """Yield one row per (embedder, threads), each measured in its own process.
+
+    An embedder that cannot be built here yields one :class:`Skipped` (once,
+    not per thread count) and the others are still measured; a worker that
+    dies (a crash in a native library) is an error, never a hang.
+    """
     ctx = mp.get_context("spawn")
     for name in embedders:
         for t in threads:
-            with ctx.Pool(1) as pool:
-                yield pool.apply(_bench_one, (name, t, repeats, data))
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                try:
+                    row = pool.submit(_bench_one, name, t, repeats, data).result()
+                except BrokenProcessPool:
+                    yield Skipped(name, f"its measuring process died with {t} thread(s)", crashed=True)
+                    break
+            if "skipped" in row:
+                yield Skipped(name, row["skipped"])
+                break
+            yield row

@@ -12,8 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-#: Where the shared data sits relative to a checkout; tests skip without it.
+#: Where the shared data sits relative to a checkout; tests skip without it. A developer's path:
+#: the CLI's ``eval`` never falls back to it (an installed package has no checkout beside it).
 DEFAULT_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lfw"
+#: The LFW folder when ``--data`` is not given.
+LFW_ENV = "FACEGATE_LFW"
+
+
+def lfw_root(explicit: str | Path | None, env: dict[str, str] | None = None) -> Path | None:
+    """The LFW folder a command was told about: ``--data``, else ``$FACEGATE_LFW``, else None."""
+    import os
+
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    return Path(env[LFW_ENV]) if env.get(LFW_ENV) else None
 EVAL_FOLDS = (6, 7, 8, 9, 10)
 
 

@@ -225,8 +225,13 @@ class DoorDaemon:
                 if grabber.error is not None:
                     raise grabber.error
                 if frame is None:
-                    if grabber.finished and stop_when_finished:
-                        break
+                    if grabber.finished:
+                        where = getattr(self.source, "name", self.source)
+                        if stop_when_finished:
+                            log.info("%s ended: stopping", where)
+                            break
+                        # a source that ends where one that does not was expected: waiting would only spin
+                        raise CameraError(f"{where} ended; exiting for a restart")
                     continue
                 self.process(frame)
                 watchdog.feed(grabber.last_frame_time)
@@ -505,7 +510,8 @@ def run_daemon(config_path: str | Path) -> int:
                 log.info("SIGHUP during start-up: reloading now")
                 daemon.request_reload()
             daemon.preflight()
-            daemon.run(stop_when_finished=cfg.camera.type == "replay" and not cfg.camera.loop)
+            # a recording (a replay without loop, a video file as the opencv camera) ends the run cleanly
+            daemon.run(stop_when_finished=bool(getattr(daemon.source, "finite", False)))
             log.info("stopped: %s", daemon.status_line())
         finally:
             for sig, handler in previous.items():

@@ -19,7 +19,7 @@ from ..operating_threshold import check_threshold_safety
 
 log = logging.getLogger(__name__)
 
-__all__ = ["open_door_gallery", "check_ready"]
+__all__ = ["open_door_gallery", "check_ready", "check_config_threshold"]
 
 
 def open_door_gallery(path: str | Path, **kwargs) -> Gallery:
@@ -35,6 +35,25 @@ def open_door_gallery(path: str | Path, **kwargs) -> Gallery:
         if not p.is_file():
             raise GalleryError(f"{p}: not a gallery file")
     return Gallery(path, **kwargs)
+
+
+def check_config_threshold(cfg) -> None:
+    """The threshold refusal of :func:`check_ready`, from a config alone (``config check``, ``doctor``).
+
+    Only a configured ``[match] threshold`` can be unsafe; the model is built
+    then, for the thresholds it was measured at (a ModelError when it cannot be).
+    """
+    m = cfg.match
+    if m.threshold is None:
+        return
+    from ..embed import create_embedder
+
+    emb = create_embedder(cfg.embedder.name, threads=1)
+    try:
+        thresholds = emb.thresholds
+    finally:
+        getattr(emb, "close", lambda: None)()
+    check_threshold_safety(m.threshold, thresholds, m.allow_unsafe_threshold)
 
 
 def check_ready(gallery: Gallery, model_id: str, thresholds, threshold: float | None,

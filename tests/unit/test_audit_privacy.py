@@ -169,3 +169,27 @@ def test_the_daemon_keeps_face_crops_only_when_configured(tmp_path, save, fake_d
     else:
         crops = sorted(faces.iterdir())
         assert len(crops) == len(events) and all(stat.S_IMODE(os.stat(c).st_mode) == 0o600 for c in crops)
+
+
+def test_two_residents_in_turn_are_refused_without_naming_either(caplog):
+    """Alice and Colin taking turns in front of the door: the refusal says how many, never who."""
+    from facegate.edge.policy import DecisionPolicy, PolicyConfig
+    from facegate.edge.types import Match, Quality
+
+    good = Quality(face_px=120.0, sharpness=200.0, brightness=120.0, yaw=0.0, pitch=0.0)
+    clock = [1000.0]
+    policy = DecisionPolicy(PolicyConfig(min_interval_seconds=0.0, cooldown_seconds=0), clock=lambda: clock[0],
+                            wallclock=lambda: NOW + clock[0])
+    caplog.set_level("INFO", logger="facegate.audit")
+    with AuditLog(":memory:", prune_interval_s=None) as log:
+        for who in ["alice", "colin"] * 6:
+            clock[0] += 0.1
+            d = policy.observe(Match(name=who, distance=0.5, threshold=0.9, model_id="m", best_name=who,
+                                     candidates=3), good, 1)
+            if d.outcome == "deny":
+                log.record(d)
+        refusals = log.recent()
+    assert refusals and all("conflicting identities" in d.reason for d in refusals)
+    assert all("enrolled people" in d.reason for d in refusals)
+    told = " ".join(d.reason for d in refusals) + " ".join(r.getMessage() for r in caplog.records)
+    assert "alice" not in told and "colin" not in told

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from facegate.edge.cli.main import main
@@ -14,7 +16,8 @@ def test_demo_without_its_portrait_packages_names_the_demo_extra(monkeypatch, ca
         monkeypatch.setitem(samples.PORTRAITS, name, (f"no_such_package_{name}", rel, requirement))
     assert main(["demo", "--json"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and len(err.strip().splitlines()) == 1
+    assert len(err.strip().splitlines()) == 1
+    assert json.loads(out)["error"] == err.strip().split("error: ", 1)[1]  # --json: the refusal as JSON on stdout
     assert "pip install 'facegate[demo]'" in err and "scikit-image and matplotlib" in err
 
 

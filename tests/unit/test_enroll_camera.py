@@ -76,7 +76,8 @@ def test_a_session_of_someone_else_is_refused_with_their_name(tmp_path, capsys, 
     out, err = capsys.readouterr()
     assert code == EXIT_ERROR and "eileen: this face matches grace" in err
     assert err.strip().splitlines()[-1].startswith("facegate enroll: error: nothing enrolled for eileen: no good frame")
-    assert out == ""
+    assert json.loads(out) == {"error": "nothing enrolled for eileen: no good frame (most often: this face matches "
+                                        "grace)", "error_type": "EnrollmentRefused"}  # --json: the refusal too
     code = main(["list", "--config", str(config), "--json"])
     assert [p["name"] for p in json.loads(capsys.readouterr().out)["people"]] == ["grace"]
 
