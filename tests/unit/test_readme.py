@@ -99,7 +99,8 @@ def test_install_paths_agree_with_the_unit() -> None:
     text = README.read_text()
     unit = (REPO / "systemd" / "facegate.service").read_text()
     (doc,) = re.findall(r"^Documentation=file://(\S+)$", unit, re.M)
-    clone = re.search(r"git clone \S+ (/\S+)", text)
+    # the source tree's place on the Pi, where the README copies it to
+    clone = re.search(r"(?:git clone \S+ |rsync -a .*? \S+?:)(/\S+?)/?(?:\s|$)", text, re.M)
     assert clone and doc == f"{clone.group(1)}/README.md"
     (exec_start,) = re.findall(r"^ExecStart=(\S+)", unit, re.M)
     assert exec_start in text or exec_start.rsplit("/bin/", 1)[0] in text
